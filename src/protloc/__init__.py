@@ -1,0 +1,57 @@
+"""protloc: where does a protein sit in a cell?
+
+Multi-label classification of protein subcellular localization from multi-channel
+fluorescence microscopy in the Human Protein Atlas style, built from scikit-learn
+estimators: Cellpose segmentation, region crops, pretrained CNN feature blocks, a
+genetic block selector and a label-powerset SVM (Taormina et al. 2025), plus CNN and
+FCN classifiers trained end to end (Liimatainen et al. 2021).
+
+Public names are imported lazily, so ``import protloc`` does not import torch, timm
+or cellpose.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved on first attribute access (PEP 562).
+_EXPORTS = {
+    "HPA_CLASSES": "protloc.io",
+    "HPA2021_CLASSES": "protloc.io",
+    "DEFAULT_CHANNELS": "protloc.io",
+    "HPAImageSequence": "protloc.io",
+    "load_hpa": "protloc.io",
+    "read_labels": "protloc.io",
+    "CellCrops": "protloc._crops",
+    "make_synthetic_hpa": "protloc.datasets",
+    "MultilabelStratifiedKFold": "protloc.model_selection",
+    "multilabel_report": "protloc.metrics",
+    "CellposeSegmenter": "protloc.segmentation",
+    "SegmentedImages": "protloc.segmentation",
+    "RegionCropper": "protloc.regions",
+    "CNNFeatureExtractor": "protloc.features",
+    "GeneticBlockSelector": "protloc.selection",
+    "LabelPowerset": "protloc.multilabel",
+    "LabelPowersetSVM": "protloc.multilabel",
+    "BinaryRelevance": "protloc.multilabel",
+    "ThresholdTuner": "protloc.multilabel",
+    "CNNClassifier": "protloc.nets",
+    "FCNClassifier": "protloc.nets",
+    "make_t25_pipeline": "protloc.pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'protloc' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
