@@ -108,7 +108,8 @@ class DiskCache:
         """Return the stored dict of arrays, or None when absent or unreadable."""
         path = self._path(key)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # Open the file ourselves: np.load leaks its handle when the zip is damaged.
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 return {name: data[name] for name in data.files}
         except FileNotFoundError:
             return None

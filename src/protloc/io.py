@@ -176,9 +176,9 @@ def read_labels(labels_csv, *, classes="hpa2018"):
 
     Examples
     --------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "labels.csv")
-    >>> _ = open(path, "w").write("Id,Target\\na,25 0\\nb,7\\n")
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.csv"
+    >>> _ = path.write_text("Id,Target\\na,25 0\\nb,7\\n")
     >>> ids, Y = read_labels(path)
     >>> list(ids), Y.shape, Y[0, [0, 25]].tolist()
     (['a', 'b'], (2, 28), [1, 1])

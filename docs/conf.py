@@ -1,0 +1,108 @@
+"""Sphinx configuration for the protloc documentation.
+
+Build (offline; nothing is fetched and no example is executed)::
+
+    sphinx-build -W --keep-going -b html docs docs/_build/html
+"""
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+
+# Autodoc imports protloc. The editable install already makes it importable; the path
+# entry lets a plain source checkout build the docs too.
+sys.path.insert(0, str(ROOT / "src"))
+
+# Some protloc modules read threads from the environment; a docs build never needs more
+# than one, and it keeps the build quiet on shared machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import protloc  # noqa: E402
+
+# -- Project ------------------------------------------------------------------------------
+project = "protloc"
+author = "The protloc developers"
+copyright = "2025-2026, The protloc developers"
+release = protloc.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- Extensions ---------------------------------------------------------------------------
+# Only extensions that ship with Sphinx or with the `docs` extra (numpydoc, myst-parser).
+# intersphinx is deliberately absent: it fetches inventories over the network, and the
+# docs must build offline (`tox -e docs` in a sandbox). Links to numpy/scikit-learn are
+# therefore plain text, which is why `nitpicky` stays False.
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.mathjax",  # MathJax is loaded by the reader's browser, not at build time.
+    "numpydoc",
+    "myst_parser",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/.ipynb_checkpoints"]
+templates_path = ["_templates"]
+nitpicky = False
+
+# -- autodoc / autosummary ----------------------------------------------------------------
+autosummary_generate = True
+# Stubs are written to docs/api/generated/ (git-ignored) on every build.
+autosummary_generate_overwrite = True
+autosummary_imported_members = False
+autodoc_default_options = {
+    "members": True,
+    # Inherited scikit-learn methods (get_params, set_output, ...) carry :ref: links to
+    # scikit-learn's own user guide labels, which do not exist here and would warn.
+    "inherited-members": False,
+    "show-inheritance": False,
+}
+autodoc_member_order = "groupwise"
+autodoc_typehints = "none"  # numpydoc sections already give the types.
+# Class docstring only; __init__ only stores parameters (scikit-learn convention).
+autoclass_content = "class"
+# Keep the reference readable: `(n, rows, cols, channels)` defaults are long tuples.
+autodoc_preserve_defaults = True
+
+# -- numpydoc -----------------------------------------------------------------------------
+# Methods are listed by the autosummary class template (_templates/autosummary/class.rst),
+# so numpydoc must not add a second, stub-less member table (it would warn about missing
+# stubs for every method).
+numpydoc_show_class_members = False
+numpydoc_show_inherited_class_members = False
+numpydoc_class_members_toctree = False
+# Types stay plain text: resolving "array-like of shape (n, rows, cols, channels)" into
+# cross-references needs intersphinx, which is off (see above).
+numpydoc_xref_param_type = False
+numpydoc_attributes_as_param_list = True
+numpydoc_validation_checks = set()
+
+# -- MyST (Markdown pages: getting started, guide, gallery, benchmarks, results) ----------
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
+myst_heading_anchors = 3
+
+# Warnings we understand and accept; everything else fails `sphinx-build -W`.
+suppress_warnings = [
+    # benchmarks.md and results*.md are appended to by several engineers, one section each;
+    # a section that starts at "###" under the page's "#" title is harmless in HTML.
+    "myst.header",
+]
+
+# -- HTML ---------------------------------------------------------------------------------
+html_theme = "alabaster"  # Built into Sphinx: no extra install, nothing fetched.
+html_title = f"protloc {release}"
+html_static_path = []
+html_theme_options = {
+    "description": "Protein subcellular localization from HPA fluorescence images",
+    "fixed_sidebar": True,
+    "page_width": "1100px",
+    "sidebar_width": "240px",
+    "show_relbars": True,
+}
+html_sidebars = {
+    "**": ["about.html", "navigation.html", "relations.html", "searchbox.html"],
+}

@@ -1,0 +1,61 @@
+"""Checks of label targets shared by the multi-label estimators."""
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils import check_array
+
+
+def check_label_matrix(Y, *, estimator_name):
+    """Return ``Y`` as a dense ``uint8`` 0/1 matrix of shape (n_samples, n_labels).
+
+    Raises a ``ValueError`` naming the problem and the fix when ``Y`` is 1-D, has no
+    label column, or holds values other than 0 and 1. A sparse ``Y`` (as
+    scikit-multilearn users pass it) is made dense.
+    """
+    if sparse.issparse(Y):
+        Y = Y.toarray()
+    Y = check_array(Y, ensure_2d=False, dtype=None, input_name="Y")
+    if Y.ndim != 2:
+        raise ValueError(
+            f"{estimator_name} needs a 2-D label indicator matrix Y of shape "
+            f"(n_samples, n_labels); got an array of shape {Y.shape}. For a single-label "
+            "multi-class target use LabelPowersetSVM or the base estimator directly; for "
+            "one binary label pass y.reshape(-1, 1)."
+        )
+    return _as_indicator(Y, estimator_name=estimator_name)
+
+
+def _as_indicator(Y, *, estimator_name):
+    if Y.shape[1] == 0:
+        raise ValueError(f"{estimator_name} needs at least one label column in Y; got shape {Y.shape}.")
+    if Y.dtype == bool:
+        return Y.astype(np.uint8)
+    if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
+        found = np.unique(Y)[:5] if Y.dtype.kind in "biuf" else f"dtype {Y.dtype}"
+        raise ValueError(
+            f"{estimator_name} needs a 0/1 label indicator matrix Y (1 = the sample has "
+            f"the label); found values {found}. Binarise Y, for instance with "
+            "sklearn.preprocessing.MultiLabelBinarizer; for a single-label multi-class "
+            "target pass a 1-D y to an estimator that accepts one (LabelPowersetSVM)."
+        )
+    return Y.astype(np.uint8)
+
+
+def check_target(y, *, estimator_name):
+    """Return ``(y, is_multilabel)``: a 1-D multi-class ``y`` as given, a 2-D ``y`` as 0/1.
+
+    A 2-D ``y`` must be a 0/1 indicator matrix, even with a single column: a column of
+    class labels is rejected rather than silently raveled, so a multi-label and a
+    multi-class problem are never mistaken for each other.
+    """
+    if sparse.issparse(y):
+        y = y.toarray()
+    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    if y.ndim == 1:
+        return y, False
+    if y.ndim != 2:
+        raise ValueError(
+            f"{estimator_name} needs a 1-D multi-class y or a 2-D 0/1 label matrix Y; "
+            f"got an array of shape {y.shape}."
+        )
+    return _as_indicator(y, estimator_name=estimator_name), True
