@@ -6,6 +6,7 @@ Build (offline; nothing is fetched and no example is executed)::
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -56,10 +57,10 @@ autosummary_generate_overwrite = True
 autosummary_imported_members = False
 autodoc_default_options = {
     "members": True,
-    # Inherited scikit-learn methods (get_params, set_output, ...) carry :ref: links to
-    # scikit-learn's own user guide labels, which do not exist here and would warn.
-    "inherited-members": False,
-    "show-inheritance": False,
+    # No "inherited-members" and no "show-inheritance": inherited scikit-learn methods
+    # (get_params, set_output, ...) carry :ref: links to scikit-learn's own user guide
+    # labels, which do not exist here and would warn, and the bases are often private
+    # helper classes that mean nothing to a reader.
 }
 autodoc_member_order = "groupwise"
 autodoc_typehints = "none"  # numpydoc sections already give the types.
@@ -106,3 +107,71 @@ html_theme_options = {
 html_sidebars = {
     "**": ["about.html", "navigation.html", "relations.html", "searchbox.html"],
 }
+
+
+# -- Docstring hooks ----------------------------------------------------------------------
+# scikit-learn generates `set_fit_request`, `set_score_request`, ... on every estimator
+# class (metadata routing). They are documented by scikit-learn, and their docstrings link
+# to scikit-learn's own glossary and user guide labels, which do not exist here.
+_REQUEST_METHOD = re.compile(r"^set_\w+_request$")
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    if _REQUEST_METHOD.match(name):
+        return True
+    return None
+
+
+# Fitted attributes end in "_" (scikit-learn convention), and docstrings write them bare,
+# e.g. "ndarray of shape (n_features_in_,)" or "see support_". In reStructuredText a word
+# ending in "_" is a hyperlink reference, so docutils reports "Unknown target name". The
+# hook below, run after numpydoc has rendered the sections, wraps such bare names in
+# literal markup; names already in markup, doctest lines and literal blocks are untouched.
+_BARE_ATTRIBUTE = re.compile(r"(?<![\w`*.:<|/\\-])([A-Za-z](?:[\w.]*[A-Za-z0-9])?_)(?![\w`*])")
+
+
+_MARKUP = re.compile(r"(``.*?``|:?[\w:.-]*:?`[^`]*`_{0,2})", re.S)
+
+
+def _literal_names(text):
+    # Markup may span lines, so prose is processed a paragraph chunk at a time.
+    parts = _MARKUP.split(text)
+    return "".join(
+        part if j % 2 else _BARE_ATTRIBUTE.sub(r"``\1``", part) for j, part in enumerate(parts)
+    )
+
+
+def _literal_fitted_attributes(app, what, name, obj, options, lines):
+    out, prose, literal_indent = [], [], None
+
+    def flush():
+        if prose:
+            out.extend(_literal_names("\n".join(prose)).split("\n"))
+            prose.clear()
+
+    for line in lines:
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if literal_indent is not None:
+            if not stripped or indent > literal_indent:
+                out.append(line)
+                continue
+            literal_indent = None
+        if stripped.startswith((">>>", "...", ".. ")):
+            flush()
+            out.append(line)
+            if stripped.startswith(".. "):  # directive content is left as written
+                literal_indent = indent
+            continue
+        prose.append(line)
+        if stripped.rstrip().endswith("::"):
+            flush()
+            literal_indent = indent
+    flush()
+    lines[:] = out
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
+    # numpydoc renders sections at the default priority (500); run after it.
+    app.connect("autodoc-process-docstring", _literal_fitted_attributes, priority=900)

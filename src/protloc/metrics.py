@@ -237,8 +237,9 @@ class MultilabelReport:
         n_kept = len(self.class_indices) - len(self.excluded)
         if self.excluded:
             names = dict(zip(self.class_indices.tolist(), self.class_names))
-            listed = ", ".join(f"{i} {names[i]}" if names[i] != str(i) else str(i)
-                               for i in self.excluded)
+            listed = ", ".join(
+                f"{i} {names[i]}" if names[i] != str(i) else str(i) for i in self.excluded
+            )
             out.append(
                 f"\nMacro average over {n_kept} of {len(self.class_indices)} classes; "
                 f"excluded (absent from both Y_true and Y_pred): {listed}."

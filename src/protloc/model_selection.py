@@ -7,11 +7,18 @@ scikit-learn splitters: pass them as ``cv=`` to ``cross_validate``, ``GridSearch
 The algorithm (Sechidis, Tsoumakas and Vlahavas, "On the stratification of multi-label
 data", ECML PKDD 2011) repeatedly takes the label with the fewest samples still
 unassigned and deals those samples out, each to the fold that lacks that label most
-(ties: the fold that lacks samples most, then at random). Within one label the fold
-choices depend only on per-fold counts, so the whole sequence of greedy choices is
-one lexicographic sort of the candidate (fold, step) pairs: the loop runs once per
-label, not once per sample, which makes it tens of times faster than sample-by-sample
-implementations (``benchmarks/bench_stratification.py``).
+(ties: the fold that lacks samples most, then at random). Two refinements:
+
+- Speed: within one label the fold choices depend only on per-fold counts, so the
+  whole sample-by-sample greedy sequence is one lexicographic sort of the candidate
+  (fold, step) keys. The loop runs once per label, not once per sample: ~100x faster
+  than scikit-multilearn on the 31,072-row HPA table.
+- Fold sizes: the paper leaves free which sample of a batch takes which of the chosen
+  folds. Per-label counts end balanced anyway, so a fold's size is balanced when its
+  count of "extra" labels (beyond each sample's first) is; samples with most labels
+  are therefore dealt first, each to the fold holding fewest extra labels. This cuts
+  the fold-size spread ~10x and the label-distribution error ~5x against plain
+  iterative stratification (``benchmarks/bench_stratification.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ import warnings
 import numpy as np
 from sklearn.model_selection._split import _BaseKFold, _RepeatedSplits
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _num_samples
 
 from protloc.metrics import _check_indicator
 
@@ -41,25 +47,55 @@ class StratificationWarning(UserWarning):
     """Warns that some label has too few positive samples to appear in every fold."""
 
 
-def _greedy_folds(primary, secondary, n_picks, rng):
-    """Folds chosen by ``n_picks`` greedy steps, each taking the fold with least count.
+def _greedy_folds(primary, n_picks, rng, *, secondary=None, step=1, capacity=None):
+    """Folds chosen by ``n_picks`` greedy steps, each taking the fold with least load.
 
-    Each step picks the fold minimising ``(primary, secondary)``, then adds one to
-    both of that fold's counts. A fold's key grows with every pick, so the greedy
-    sequence is the ``n_picks`` smallest of all (fold, step) candidate keys in sorted
-    order. Remaining ties go to the lower fold index, or at random if ``rng`` is set.
+    Each step picks the fold minimising ``(primary, secondary)`` among folds with
+    ``capacity`` left, then adds ``step`` to its primary and 1 to its secondary load.
+    A fold's key grows with every pick, so the greedy sequence is the ``n_picks``
+    smallest of all (fold, step) candidate keys in sorted order: one sort, no loop.
+    Remaining ties go to the lower fold index, or at random if ``rng`` is set.
     """
     n_folds = primary.size
-    # A greedy pick always raises a minimal fold, so no fold ends above
-    # max(primary) + ceil(n_picks / n_folds) + 1: that bounds the steps per fold.
-    spread = int(primary.max() - primary.min())
-    n_steps = min(n_picks, spread + -(-n_picks // n_folds) + 1)
+    if capacity is None:
+        # A greedy pick always raises a minimal fold, so no fold ends above
+        # max(primary) + step * (ceil(n_picks / n_folds) + 1): that bounds its picks.
+        spread = int(primary.max() - primary.min()) // step
+        n_steps = min(n_picks, spread + -(-n_picks // n_folds) + 1)
+        capacity = np.full(n_folds, n_steps)
+    else:
+        n_steps = min(n_picks, int(capacity.max()))
     steps = np.arange(n_steps)
-    keys = [(secondary[:, None] + steps).ravel(), (primary[:, None] + steps).ravel()]
+    valid = (steps < capacity[:, None]).ravel()
+    keys = [(primary[:, None] + step * steps).ravel()[valid]]
+    if secondary is not None:
+        keys.insert(0, (secondary[:, None] + steps).ravel()[valid])
     if rng is not None:
-        keys.insert(0, rng.random_sample(n_folds * n_steps))
-    order = np.lexsort(keys)[:n_picks]
-    return order // n_steps
+        keys.insert(0, rng.random_sample(keys[0].size))
+    folds = np.repeat(np.arange(n_folds), n_steps)[valid]
+    return folds[np.lexsort(keys)[:n_picks]]
+
+
+def _deal(extra, quota, extra_load, rng):
+    """Fold of each sample of a batch, given how many samples each fold takes.
+
+    Sechidis et al. leave the order within a batch free. Fold sizes end balanced
+    when each fold holds the same number of "extra" labels (labels beyond a
+    sample's first), since per-label counts are balanced anyway; so deal the
+    samples with most extra labels first, each to the fold holding fewest.
+    """
+    folds = np.empty(extra.size, dtype=np.intp)
+    quota = quota.copy()
+    for value in np.unique(extra)[::-1]:
+        members = np.flatnonzero(extra == value)
+        if value == 0:
+            chosen = np.repeat(np.arange(quota.size), quota)
+        else:
+            chosen = _greedy_folds(extra_load, members.size, rng, step=value, capacity=quota)
+            extra_load += value * np.bincount(chosen, minlength=quota.size)
+        quota -= np.bincount(chosen, minlength=quota.size)
+        folds[members] = chosen
+    return folds
 
 
 def _iterative_stratification(Y, n_splits, rng=None):
@@ -72,28 +108,32 @@ def _iterative_stratification(Y, n_splits, rng=None):
     order = np.arange(n_samples) if rng is None else rng.permutation(n_samples)
     Y = Y[order]
     columns = np.ascontiguousarray(Y.T)
+    extra = np.maximum(columns.sum(axis=0, dtype=np.int64) - 1, 0)
     fold_of = np.zeros(n_samples, dtype=np.intp)
     unassigned = np.ones(n_samples, dtype=bool)
     # Counts already dealt per fold; with equal folds, "fold that lacks most" in
     # Sechidis' desired-count terms is "fold holding fewest", with exact integer ties.
     positives = np.zeros((n_splits, Y.shape[1]), dtype=np.int64)
     sizes = np.zeros(n_splits, dtype=np.int64)
+    extra_load = np.zeros(n_splits, dtype=np.int64)
     remaining = columns.sum(axis=1, dtype=np.int64)
     while remaining.any():
         fewest = np.flatnonzero(remaining == remaining[remaining > 0].min())
         label = fewest[0] if rng is None else rng.choice(fewest)
         rows = np.flatnonzero(columns[label] & unassigned)
-        folds = _greedy_folds(positives[:, label], sizes, rows.size, rng)
+        picks = _greedy_folds(positives[:, label], rows.size, rng, secondary=sizes)
+        quota = np.bincount(picks, minlength=n_splits)
+        folds = _deal(extra[rows], quota, extra_load, rng)
         fold_of[rows] = folds
         unassigned[rows] = False
         dealt = Y[rows]
         for fold in range(n_splits):
             positives[fold] += dealt[folds == fold].sum(axis=0)
-        sizes += np.bincount(folds, minlength=n_splits)
+        sizes += quota
         remaining -= dealt.sum(axis=0)
     rows = np.flatnonzero(unassigned)
     if rows.size:
-        fold_of[rows] = _greedy_folds(sizes, np.zeros_like(sizes), rows.size, rng)
+        fold_of[rows] = _greedy_folds(sizes, rows.size, rng)
     test_folds = np.empty(n_samples, dtype=np.intp)
     test_folds[order] = fold_of
     return test_folds
@@ -117,7 +157,8 @@ def _warn_rare_labels(Y, n_splits):
 def _warn_groups(splitter, groups):
     if groups is not None:
         warnings.warn(
-            f"The groups parameter is ignored by {type(splitter).__name__}", UserWarning,
+            f"The groups parameter is ignored by {type(splitter).__name__}",
+            UserWarning,
             stacklevel=3,
         )
 

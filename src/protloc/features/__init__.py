@@ -1,1 +1,15 @@
-"""protloc.features."""
+"""Pretrained CNN feature blocks per backbone, channel and region (Taormina et al. 2025).
+
+torch and timm are imported when an extractor is fitted, not when this package is.
+"""
+
+from ._cnn import CNNFeatureExtractor, FeatureBlock, NoCellsWarning
+from ._weights import PACKAGED_WEIGHTS, PackagedWeights
+
+__all__ = [
+    "PACKAGED_WEIGHTS",
+    "CNNFeatureExtractor",
+    "FeatureBlock",
+    "NoCellsWarning",
+    "PackagedWeights",
+]

@@ -12,9 +12,7 @@ def check_label_matrix(Y, *, estimator_name):
     label column, or holds values other than 0 and 1. A sparse ``Y`` (as
     scikit-multilearn users pass it) is made dense.
     """
-    if sparse.issparse(Y):
-        Y = Y.toarray()
-    Y = check_array(Y, ensure_2d=False, dtype=None, input_name="Y")
+    Y = _as_array(Y, estimator_name)
     if Y.ndim != 2:
         raise ValueError(
             f"{estimator_name} needs a 2-D label indicator matrix Y of shape "
@@ -25,15 +23,37 @@ def check_label_matrix(Y, *, estimator_name):
     return _as_indicator(Y, estimator_name=estimator_name)
 
 
+def _as_array(y, estimator_name):
+    if y is None:
+        raise ValueError(f"{estimator_name} requires y to be passed, but the target y is None.")
+    if sparse.issparse(y):
+        y = y.toarray()
+    y = check_array(y, ensure_2d=False, dtype=None, ensure_min_features=0, input_name="y")
+    if y.dtype == object and y.ndim == 2:
+        try:
+            # 0/1 labels that arrive as Python objects, as from a pandas object column
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise ValueError(
+            f"Unknown label type: {estimator_name} got continuous target values; it is a "
+            "classifier and needs class labels (or a 0/1 label matrix)."
+        )
+    return y
+
+
 def _as_indicator(Y, *, estimator_name):
     if Y.shape[1] == 0:
-        raise ValueError(f"{estimator_name} needs at least one label column in Y; got shape {Y.shape}.")
+        raise ValueError(
+            f"{estimator_name} needs at least one label column in Y; got shape {Y.shape}."
+        )
     if Y.dtype == bool:
         return Y.astype(np.uint8)
     if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
         found = np.unique(Y)[:5] if Y.dtype.kind in "biuf" else f"dtype {Y.dtype}"
         raise ValueError(
-            f"{estimator_name} needs a 0/1 label indicator matrix Y (1 = the sample has "
+            f"Unknown label type: {estimator_name} needs a 0/1 label indicator matrix Y (1 = the sample has "
             f"the label); found values {found}. Binarise Y, for instance with "
             "sklearn.preprocessing.MultiLabelBinarizer; for a single-label multi-class "
             "target pass a 1-D y to an estimator that accepts one (LabelPowersetSVM)."
@@ -48,9 +68,7 @@ def check_target(y, *, estimator_name):
     class labels is rejected rather than silently raveled, so a multi-label and a
     multi-class problem are never mistaken for each other.
     """
-    if sparse.issparse(y):
-        y = y.toarray()
-    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    y = _as_array(y, estimator_name)
     if y.ndim == 1:
         return y, False
     if y.ndim != 2:

