@@ -5,7 +5,6 @@ Build (offline; nothing is fetched and no example is executed)::
     sphinx-build -W --keep-going -b html docs docs/_build/html
 """
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -16,10 +15,6 @@ ROOT = DOCS.parent
 # Autodoc imports protloc. The editable install already makes it importable; the path
 # entry lets a plain source checkout build the docs too.
 sys.path.insert(0, str(ROOT / "src"))
-
-# Some protloc modules read threads from the environment; a docs build never needs more
-# than one, and it keeps the build quiet on shared machines.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import protloc  # noqa: E402
 
@@ -66,7 +61,7 @@ autodoc_member_order = "groupwise"
 autodoc_typehints = "none"  # numpydoc sections already give the types.
 # Class docstring only; __init__ only stores parameters (scikit-learn convention).
 autoclass_content = "class"
-# Keep the reference readable: `(n, rows, cols, channels)` defaults are long tuples.
+# Signatures show defaults as written in the source (``channels=DEFAULT_CHANNELS``).
 autodoc_preserve_defaults = True
 
 # -- numpydoc -----------------------------------------------------------------------------
@@ -96,11 +91,11 @@ suppress_warnings = [
 # -- HTML ---------------------------------------------------------------------------------
 html_theme = "alabaster"  # Built into Sphinx: no extra install, nothing fetched.
 html_title = f"protloc {release}"
-html_static_path = []
+html_static_path = ["_static"]  # custom.css: smaller code font, see the file
 html_theme_options = {
     "description": "Protein subcellular localization from HPA fluorescence images",
     "fixed_sidebar": True,
-    "page_width": "1100px",
+    "page_width": "1240px",
     "sidebar_width": "240px",
     "show_relbars": True,
 }
@@ -128,8 +123,6 @@ def _skip_member(app, what, name, obj, skip, options):
 # hook below, run after numpydoc has rendered the sections, wraps such bare names in
 # literal markup; names already in markup, doctest lines and literal blocks are untouched.
 _BARE_ATTRIBUTE = re.compile(r"(?<![\w`*.:<|/\\-])([A-Za-z](?:[\w.]*[A-Za-z0-9])?_)(?![\w`*])")
-
-
 _MARKUP = re.compile(r"(``.*?``|:?[\w:.-]*:?`[^`]*`_{0,2})", re.S)
 
 

@@ -10,8 +10,8 @@ by ``$PROTLOC_CELLPOSE_MODEL`` when set, else Cellpose's ``nuclei`` (a download)
 
 Run::
 
-    python examples/quickstart.py                  # about a minute on a laptop CPU
-    python examples/quickstart.py --level image    # skip Cellpose: image level only
+    python examples/quickstart.py                  # a few minutes on a laptop CPU
+    python examples/quickstart.py --level image    # no Cellpose: about a minute
 """
 
 import argparse

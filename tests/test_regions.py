@@ -199,8 +199,14 @@ def test_groups_and_image_index_follow_the_images():
     rows = np.zeros(crops.n_cells)
     for train, test in GroupKFold(n_splits=2).split(rows, groups=crops.groups):
         assert set(crops.groups[train]).isdisjoint(crops.groups[test])
-    # selecting images keeps their cells
+    # selecting images keeps their cells, and cropping a subset gives the same crops
     assert crops[[2]].n_cells == 3
+    cropper = RegionCropper(crop_size=16, min_area=1, channels=["green"]).fit(seg)
+    subset = cropper.transform(seg[[2, 0]])
+    full = crops[[2, 0]]
+    for region in crops.regions:
+        np.testing.assert_array_equal(subset.crops[region], full.crops[region])
+    np.testing.assert_array_equal(subset.image_index, full.image_index)
 
 
 def test_lazy_images_are_cropped_like_arrays(tmp_path):

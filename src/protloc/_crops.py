@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
+
+from protloc.io import sample_index
 
 __all__ = ["CellCrops"]
 
@@ -138,14 +139,7 @@ class CellCrops:
         )
 
     def __getitem__(self, key):
-        if isinstance(key, tuple):
-            if len(key) == 2 and key[1] is Ellipsis:
-                key = key[0]
-            else:
-                raise IndexError("CellCrops supports only image indexing.")
-        if isinstance(key, Integral):
-            key = [key]
-        images = np.arange(self.n_images)[key]
+        images = np.atleast_1d(sample_index(key, self.n_images, "CellCrops"))
         offsets = self.cell_slices()
         rows = [np.arange(offsets[i], offsets[i + 1]) for i in images]
         rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)

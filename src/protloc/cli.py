@@ -80,6 +80,19 @@ def _check_file(path, what):
     return path
 
 
+def _expand(Y, classes, n_classes=28):
+    """Columns of ``Y`` placed at their HPA class indices in an (n, 28) matrix."""
+    full = np.zeros((len(Y), n_classes), dtype=np.uint8)
+    full[:, list(classes)] = np.asarray(Y) > 0
+    return full
+
+
+def _report(Y_true, Y_pred, classes):
+    return multilabel_report(
+        _expand(Y_true, classes), _expand(Y_pred, classes), class_names="hpa2018", labels=classes
+    )
+
+
 def _selected_blocks(pipeline):
     selector = pipeline.named_steps.get("geneticblockselector")
     return None if selector is None else list(selector.selected_blocks_)
@@ -124,7 +137,7 @@ def _write_plots(out_dir, pipeline, report, Y_true, class_names, images=None, se
 
 # --------------------------------------------------------------------------- commands
 def cmd_demo(args):
-    from protloc.datasets import make_synthetic_hpa, synthetic_class_names
+    from protloc.datasets import SYNTHETIC_CLASSES, make_synthetic_hpa, synthetic_class_names
     from protloc.model_selection import MultilabelStratifiedKFold
 
     start = time.perf_counter()
@@ -138,7 +151,7 @@ def cmd_demo(args):
     print(f"Fitting on {len(train)} images, testing on {len(test)}...")
     pipeline.fit(X[train], Y[train])
     Y_pred = np.asarray(pipeline.predict(X[test]))
-    report = multilabel_report(Y[test], Y_pred, class_names=names)
+    report = _report(Y[test], Y_pred, SYNTHETIC_CLASSES)
     _print_report(report, _selected_blocks(pipeline))
     segmented = None
     if args.level != "image":
@@ -203,7 +216,10 @@ def _load_model(path):
     try:
         model = joblib.load(path)
     except Exception as exc:
-        raise UsageError(f"Cannot read model file {str(path)!r}: {exc}") from exc
+        raise UsageError(
+            f"{str(path)!r} is not a protloc model written by `protloc fit` "
+            f"(reading it failed: {exc})."
+        ) from exc
     if not isinstance(model, dict) or model.get("format") != MODEL_FORMAT:
         raise UsageError(f"{str(path)!r} is not a protloc model written by `protloc fit`.")
     return model
@@ -234,7 +250,9 @@ def cmd_evaluate(args):
     labels = _check_file(args.labels, "Labels")
     true_ids, Y_true_all = read_labels(labels)
     if args.predictions:
-        pred_ids, Y_pred_all = read_labels(_check_file(args.predictions, "Predictions"),)
+        pred_ids, Y_pred_all = read_labels(
+            _check_file(args.predictions, "Predictions"), allow_empty=True
+        )
         position = {sid: i for i, sid in enumerate(pred_ids)}
         missing = [sid for sid in true_ids if sid not in position]
         if missing:
@@ -244,6 +262,8 @@ def cmd_evaluate(args):
         Y_pred_all = Y_pred_all[[position[sid] for sid in true_ids]]
         classes = np.flatnonzero(Y_true_all.sum(axis=0) + Y_pred_all.sum(axis=0)).tolist()
         Y_true, Y_pred = Y_true_all[:, classes], Y_pred_all[:, classes]
+        if not classes:
+            raise UsageError("Neither the labels nor the predictions name any class.")
     elif args.model:
         model = _load_model(args.model)
         images_dir = _check_dir(args.images or "", "Images")
@@ -252,9 +272,7 @@ def cmd_evaluate(args):
         Y_true = Y_true_all[:, classes]
     else:
         raise UsageError("evaluate needs --predictions CSV, or --model and --images.")
-    report = multilabel_report(
-        Y_true, Y_pred, class_names=[HPA_CLASSES[c] for c in classes], labels=classes
-    )
+    report = _report(Y_true, Y_pred, classes)
     print(report)
     if args.plots:
         from protloc import plot

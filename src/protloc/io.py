@@ -94,7 +94,7 @@ _EXTENSIONS = (".png", ".tif", ".tiff")
 
 
 # --------------------------------------------------------------------------- labels
-def parse_targets(text, n_classes=28, *, sample_id=None):
+def parse_targets(text, n_classes=28, *, sample_id=None, allow_empty=False):
     """Parse one ``Target`` cell into sorted class indices.
 
     Both HPA formats are accepted: space-separated (2018, ``"25 3 0"``) and
@@ -108,6 +108,8 @@ def parse_targets(text, n_classes=28, *, sample_id=None):
         Valid indices are ``0 .. n_classes - 1``.
     sample_id : str, optional
         Named in error messages.
+    allow_empty : bool, default=False
+        Accept an empty cell (no class), as in prediction files.
 
     Returns
     -------
@@ -124,6 +126,8 @@ def parse_targets(text, n_classes=28, *, sample_id=None):
     where = f" of sample {sample_id!r}" if sample_id is not None else ""
     tokens = str(text).replace("|", " ").split()
     if not tokens:
+        if allow_empty:
+            return []
         raise ValueError(
             f"The label{where} is empty; every HPA sample needs at least one class index."
         )
@@ -158,16 +162,18 @@ def _class_table(classes):
     return tuple(classes)
 
 
-def read_labels(labels_csv, *, classes="hpa2018"):
+def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
     """Read an HPA ``Id,Target`` CSV into ids and a 0/1 indicator matrix.
 
     Parameters
     ----------
     labels_csv : path-like
-        CSV with columns ``Id`` and ``Target`` (2018) or ``ID`` and ``Label``
-        (2021); other columns are ignored.
+        CSV with columns ``Id`` and ``Target`` (2018), ``ID`` and ``Label`` (2021),
+        or ``Id`` and ``Predicted`` (a Kaggle submission); other columns are ignored.
     classes : {"hpa2018", "hpa2021"} or sequence of str, default="hpa2018"
         The class table; its length fixes the number of indicator columns.
+    allow_empty : bool, default=False
+        Accept samples with no class (predictions may have none).
 
     Returns
     -------
@@ -191,7 +197,7 @@ def read_labels(labels_csv, *, classes="hpa2018"):
         reader = csv.DictReader(handle)
         fields = {name.strip().lower(): name for name in reader.fieldnames or ()}
         id_col = fields.get("id")
-        target_col = fields.get("target") or fields.get("label")
+        target_col = fields.get("target") or fields.get("label") or fields.get("predicted")
         if id_col is None or target_col is None:
             raise ValueError(
                 f"Labels file {str(path)!r} has columns {reader.fieldnames}; it needs an "
@@ -201,7 +207,11 @@ def read_labels(labels_csv, *, classes="hpa2018"):
         for row in reader:
             sample_id = row[id_col].strip()
             ids.append(sample_id)
-            rows.append(parse_targets(row[target_col], len(table), sample_id=sample_id))
+            rows.append(
+                parse_targets(
+                    row[target_col], len(table), sample_id=sample_id, allow_empty=allow_empty
+                )
+            )
     if len(set(ids)) != len(ids):
         seen, dup = set(), None
         for sample_id in ids:
@@ -259,6 +269,33 @@ def read_image(path, *, sample_id=None):
             "must hold one greyscale plane."
         )
     return image
+
+
+def sample_index(key, n_samples, container="container"):
+    """Positions selected by ``key`` in a container of ``n_samples`` samples.
+
+    Containers index like arrays along their sample axis only: an integer gives an
+    ``int``; a slice, an integer array or a boolean mask gives an integer array.
+    scikit-learn's splitters index array-likes as ``X[indices, ...]``, so a
+    ``(key, Ellipsis)`` tuple is accepted too.
+
+    Examples
+    --------
+    >>> sample_index((slice(1, None), ...), 3).tolist()
+    [1, 2]
+    >>> sample_index(-1, 3)
+    2
+    """
+    if isinstance(key, tuple):
+        if len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]
+        else:
+            raise IndexError(f"{container} supports only sample indexing, got {key!r}.")
+    if isinstance(key, Integral):
+        if not -n_samples <= key < n_samples:
+            raise IndexError(f"Sample {key} is out of range for {n_samples} samples.")
+        return int(key) % n_samples
+    return np.arange(n_samples)[key]
 
 
 def _index_directory(image_dir, channels):
@@ -332,15 +369,9 @@ class HPAImageSequence(Sequence):
         return f"HPAImageSequence(n_samples={len(self)}, channels={self.channels})"
 
     def __getitem__(self, key):
-        if isinstance(key, tuple):
-            # scikit-learn indexes array-likes as X[indices, ...]
-            if len(key) == 2 and key[1] is Ellipsis:
-                key = key[0]
-            else:
-                raise IndexError("HPAImageSequence supports only sample indexing.")
-        if isinstance(key, Integral):
-            return self.load([key])[0]
-        index = np.arange(len(self))[key]
+        index = sample_index(key, len(self), type(self).__name__)
+        if isinstance(index, int):
+            return self.load([index])[0]
         return HPAImageSequence(
             self.paths[index], self.ids[index], self.channels, n_jobs=self.n_jobs
         )
@@ -655,3 +686,44 @@ def check_images(X, *, allow_lazy=True, min_size=1, name="X"):
             f"{name} contains NaN or Inf values; clean or impute the images before fitting."
         )
     return X
+
+
+class ContainerOutputMixin:
+    """For transformers whose output is a container (masks, crops), not a table.
+
+    scikit-learn's ``Pipeline.set_output(transform="pandas")`` configures every step
+    and refuses steps without ``set_output``; ``Pipeline.get_feature_names_out``
+    likewise asks every step for its output names. Such a transformer's output cannot
+    be a DataFrame and has no columns, so ``set_output`` is accepted and leaves the
+    output unchanged, and ``get_feature_names_out`` returns no names. This lets
+    segmentation and cropping sit in pipelines whose feature columns travel as named
+    DataFrame columns (the next step, CNNFeatureExtractor, names its own columns).
+    """
+
+    def get_feature_names_out(self, input_features=None):
+        """No column names: the output is a container of images, masks or crops.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored.
+
+        Returns
+        -------
+        names : ndarray of str, shape (0,)
+        """
+        return np.asarray([], dtype=object)
+
+    def set_output(self, *, transform=None):
+        """Accepted for Pipeline compatibility; the output stays a container.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None
+            Ignored.
+
+        Returns
+        -------
+        self : estimator
+        """
+        return self

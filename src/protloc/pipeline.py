@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from sklearn.base import clone, is_classifier
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
@@ -13,6 +13,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from protloc.features import CNNFeatureExtractor
+from protloc.model_selection import MultilabelStratifiedKFold
 from protloc.multilabel import BinaryRelevance, LabelPowerset, LabelPowersetSVM, ThresholdTuner
 from protloc.regions import RegionCropper
 from protloc.segmentation import CellposeSegmenter
@@ -141,7 +142,9 @@ def make_t25_pipeline(
     selector : bool, default=True
         Insert the :class:`GeneticBlockSelector`.
     population_size, generations, selector_cv : int
-        Genetic algorithm size and the folds of its fitness.
+        Genetic algorithm size and the folds of its fitness. The folds come from a
+        shuffled :class:`MultilabelStratifiedKFold`, which accepts labels rarer than
+        the number of folds (it warns), as small or rare-label data sets have.
     classifier : str or estimator, default="lp-svm"
         A name from :data:`CLASSIFIERS` or any multi-label classifier.
     thresholds : bool, default=False
@@ -218,7 +221,7 @@ def make_t25_pipeline(
 
     if isinstance(classifier, str):
         model = make_classifier(classifier, random_state=random_state)
-    elif is_classifier(classifier) or hasattr(classifier, "predict"):
+    elif hasattr(classifier, "fit") and hasattr(classifier, "predict"):
         model = clone(classifier)
     else:
         raise TypeError(
@@ -238,7 +241,9 @@ def make_t25_pipeline(
                 GeneticBlockSelector(
                     population_size=population_size,
                     generations=generations,
-                    cv=selector_cv,
+                    cv=MultilabelStratifiedKFold(
+                        n_splits=selector_cv, shuffle=True, random_state=random_state
+                    ),
                     n_jobs=n_jobs,
                     random_state=random_state,
                     progress=progress,

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._crops import CellCrops
-from protloc.io import resolve_channels
+from protloc.io import ContainerOutputMixin, resolve_channels
 from protloc.segmentation._masks import SegmentedImages
 
 __all__ = ["REGIONS", "RegionCropper", "membrane_ring"]
@@ -90,7 +90,7 @@ def _resize(crop, size):
     return out.astype(crop.dtype, copy=False)
 
 
-class RegionCropper(TransformerMixin, BaseEstimator):
+class RegionCropper(ContainerOutputMixin, TransformerMixin, BaseEstimator):
     """Cut nucleus, nuclear-membrane, cell and cytoplasm crops of every cell.
 
     For each cell ``k`` of a :class:`~protloc.segmentation.SegmentedImages` (cell

@@ -129,6 +129,20 @@ def test_out_memmap_is_filled_in_place(tmp_path, images):
         ext.transform(images, out=np.zeros((5, 512)))
 
 
+def test_streaming_holds_no_finished_sample(images):
+    """Memory stays flat in N: a yielded sample pins nothing (regression: its chunk did)."""
+    from protloc.features._cnn import _ArraySource
+
+    ext = make(batch_size=8).fit(images)
+    stream = ext._stream(_ArraySource(images, range(4)), ext._get_runtimes()[0], None, [None] * 5)
+    seen = []
+    for i, raw in stream:
+        seen.append(i)
+        assert raw.shape == (1, 1, 4, 256)
+        assert not stream.gi_frame.f_locals["partial"]
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+
+
 def test_progress_bar_is_shown(images, capsys):
     make(channels=[0], progress=True).fit_transform(images[:2])
     assert "features test_efficientnet" in capsys.readouterr().err

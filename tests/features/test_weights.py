@@ -98,8 +98,9 @@ def test_deep_sort_mobilenet_equals_torchvision_backbone():
     X = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 1), dtype=np.uint8)
     ext = make("packaged", backbones="mobilenetv2_100", image_size=64)
     features = ext.fit_transform(X)
-    x = torch.from_numpy(X[..., 0]).float()[:, None] / 255
+    x = torch.from_numpy(X[..., 0])[:, None]  # uint8 planes are resized in 8 bits
     x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bicubic", antialias=True)
+    x = x.float() / 255
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     x = (x.expand(-1, 3, -1, -1) - mean[:, None, None]) / std[:, None, None]
     with torch.no_grad():

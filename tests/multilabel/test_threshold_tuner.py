@@ -75,6 +75,17 @@ def test_tuner_on_label_powerset_margins(data):
     assert tuned >= f1_score(Y, oof > 0, average="macro")
 
 
+def test_tuner_on_label_powerset_marginals(data):
+    X, Y = data
+    lp = LabelPowersetSVM(probability=True, random_state=0)
+    tuner = ThresholdTuner(lp, cv=3).fit(X, Y)
+    assert tuner.response_method_ == "predict_proba"
+    assert np.all((tuner.thresholds_ > 0) & (tuner.thresholds_ < 1))
+    np.testing.assert_array_equal(
+        tuner.predict(X), (tuner.predict_proba(X) >= tuner.thresholds_).astype(int)
+    )
+
+
 def test_tuner_slices_a_precomputed_kernel(data):
     X, Y = data
     cv = KFold(3, shuffle=True, random_state=0)

@@ -69,7 +69,7 @@ def test_sklearn_splits_segmented_images():
 
 
 def test_other_tuple_index_is_refused():
-    with pytest.raises(IndexError, match="only image indexing"):
+    with pytest.raises(IndexError, match="only sample indexing"):
         _segmented()[0, 1]
 
 

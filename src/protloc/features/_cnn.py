@@ -181,18 +181,23 @@ class _Runtime:
                 key = (arr.shape[1:3], arr.dtype.str)
                 groups.setdefault(key, []).append((arr, index.ravel()))
         with torch.inference_mode():
-            unit = torch.empty((P, 1, S, S), dtype=torch.float32, device=device)
+            parts = []
             for members in groups.values():
                 arr = np.concatenate([a for a, _ in members]) if len(members) > 1 else members[0][0]
                 index = np.concatenate([i for _, i in members])
-                t = _unit_planes(arr, S, self.interpolation, device)
-                unit[torch.from_numpy(index).to(device)] = t
-            x = torch.empty((P, 3, S, S), dtype=torch.float32, device=device).contiguous(
-                memory_format=torch.channels_last
-            )
-            for c in range(3):
-                x[:, c] = (unit[:, 0] - self.mean[c]) / self.std[c]
-        return x
+                parts.append((_unit_planes(arr, S, self.interpolation, device), index))
+            if len(parts) == 1 and np.array_equal(parts[0][1], np.arange(P)):
+                unit = parts[0][0]  # whole images: already in plane order
+            else:
+                unit = torch.empty((P, 1, S, S), dtype=torch.float32, device=device)
+                for t, index in parts:
+                    unit[torch.from_numpy(index).to(device)] = t
+            # One fused pass writes the 3 normalised planes channels-last:
+            # (P, S, S, 3) contiguous is (P, 3, S, S) in channels_last memory format.
+            scale = torch.tensor([1.0 / s for s in self.std], device=device)
+            shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device)
+            x = torch.addcmul(shift, unit.reshape(P, S, S, 1), scale)
+        return x.permute(0, 3, 1, 2)
 
     def forward(self, x):
         """Features of a (P, 3, S, S) batch as a float32 (P, width) ndarray."""
@@ -859,7 +864,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                     parts.append(feats[first_item : first_item + k])
                     if first + k < total:
                         continue
-                    raw = np.concatenate(partial.pop(i)) if len(parts) > 1 else parts[0]
+                    del partial[i]  # drop the views that pin the chunk's features
+                    raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
                     if cache is not None:
                         cache.set(key, {"features": raw})
                     bar.update(1)

@@ -6,13 +6,12 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.dummy import DummyClassifier
-from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_label_matrix
+from ._validation import check_label_matrix, check_meta_X, check_n_samples, multilabel_meta_tags
 
 
 def positive_scores(estimator, X, method):
@@ -114,10 +113,7 @@ class BinaryRelevance(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _check_X(self, X, reset=False):
-        # each label's estimator validates X fully; this sets and checks n_features_in_
-        return validate_data(
-            self, X, accept_sparse=True, ensure_all_finite=False, dtype=None, reset=reset
-        )
+        return check_meta_X(self, X, reset=reset)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, Y):
@@ -137,10 +133,7 @@ class BinaryRelevance(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         X = self._check_X(X, reset=True)
         Y = check_label_matrix(Y, estimator_name=type(self).__name__)
-        if Y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"X and Y have different numbers of samples: {X.shape[0]} and {Y.shape[0]}."
-            )
+        check_n_samples(X, Y)
         self.thresholds_ = self._check_thresholds(Y.shape[1])
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_label)(clone(self.estimator), X, Y[:, j]) for j in range(Y.shape[1])
@@ -221,13 +214,7 @@ class BinaryRelevance(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self._scores(self._check_X(X), "decision_function")
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        base = get_tags(self.estimator)
+        tags = multilabel_meta_tags(super().__sklearn_tags__(), self.estimator)
         tags.target_tags.single_output = False
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
         tags.classifier_tags.multi_class = False
-        tags.input_tags.pairwise = base.input_tags.pairwise
-        tags.input_tags.sparse = base.input_tags.sparse
-        tags.input_tags.allow_nan = base.input_tags.allow_nan
         return tags

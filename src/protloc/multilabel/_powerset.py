@@ -9,13 +9,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fi
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.svm import SVC
-from sklearn.utils import gen_batches, get_tags
+from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._platt import fit_platt, many_classes_allowed, out_of_fold_scores, ovr_scores, platt_proba
-from ._validation import check_target
+from ._validation import check_meta_X, check_n_samples, check_target, multilabel_meta_tags
 
 # "auto" precomputes the training kernel up to this size (about 11,500 samples)
 _KERNEL_BYTES = 2**30
@@ -113,11 +113,7 @@ class _BasePowerset(ClassifierMixin, BaseEstimator):
     """Shared fit/predict of the label powerset; subclasses build the classifier."""
 
     def _fit_target(self, X, y, multilabel):
-        n_samples = X.shape[0]
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"X and Y have different numbers of samples: {n_samples} and {y.shape[0]}."
-            )
+        check_n_samples(X, y)
         if not multilabel and self.min_combination_count > 1:
             raise ValueError(
                 "min_combination_count merges label combinations of a 2-D label matrix "
@@ -134,12 +130,12 @@ class _BasePowerset(ClassifierMixin, BaseEstimator):
             self.combination_counts_ = None
             target = y
         self._check_n_classes(target, multilabel)
+        estimator = self._make_estimator(multilabel)
         if multilabel:
             with many_classes_allowed():
-                self.estimator_ = self._make_estimator(multilabel).fit(X, target)
+                self.estimator_ = estimator.fit(X, target)
         else:
-            self.estimator_ = self._make_estimator(multilabel).fit(X, target)
-        if not multilabel:
+            self.estimator_ = estimator.fit(X, target)
             self.classes_ = self.estimator_.classes_
         return target
 
@@ -282,10 +278,7 @@ class LabelPowerset(MetaEstimatorMixin, _BasePowerset):
         return clone(self.estimator)
 
     def _check_X(self, X, reset=False):
-        # the base estimator does the full validation; this sets and checks n_features_in_
-        return validate_data(
-            self, X, accept_sparse=True, ensure_all_finite=False, dtype=None, reset=reset
-        )
+        return check_meta_X(self, X, reset=reset)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
@@ -354,14 +347,7 @@ class LabelPowerset(MetaEstimatorMixin, _BasePowerset):
         return self._decision_function(X)
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        base = get_tags(self.estimator)
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
-        tags.input_tags.pairwise = base.input_tags.pairwise
-        tags.input_tags.sparse = base.input_tags.sparse
-        tags.input_tags.allow_nan = base.input_tags.allow_nan
-        return tags
+        return multilabel_meta_tags(super().__sklearn_tags__(), self.estimator)
 
 
 class LabelPowersetSVM(_BasePowerset):

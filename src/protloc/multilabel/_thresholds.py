@@ -9,10 +9,10 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._platt import take_rows
-from ._validation import check_label_matrix
+from ._validation import check_label_matrix, check_meta_X, check_n_samples, multilabel_meta_tags
 
 
 def _best_f1_threshold(y, s):
@@ -159,9 +159,7 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _check_X(self, X, reset=False):
-        return validate_data(
-            self, X, accept_sparse=True, ensure_all_finite=False, dtype=None, reset=reset
-        )
+        return check_meta_X(self, X, reset=reset)
 
     def _resolve_method(self):
         if self.response_method != "auto":
@@ -199,6 +197,7 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         X = self._check_X(X, reset=True)
         Y = check_label_matrix(Y, estimator_name=type(self).__name__)
+        check_n_samples(X, Y)
         method = self._resolve_method()
         pairwise = get_tags(self.estimator).input_tags.pairwise
         splits = list(self._splitter().split(X, Y))
@@ -272,13 +271,7 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.decision_function(self._check_X(X))
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        base = get_tags(self.estimator)
+        tags = multilabel_meta_tags(super().__sklearn_tags__(), self.estimator)
         tags.target_tags.single_output = False
-        tags.target_tags.multi_output = True
-        tags.classifier_tags.multi_label = True
         tags.classifier_tags.multi_class = False
-        tags.input_tags.pairwise = base.input_tags.pairwise
-        tags.input_tags.sparse = base.input_tags.sparse
-        tags.input_tags.allow_nan = base.input_tags.allow_nan
         return tags

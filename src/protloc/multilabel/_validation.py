@@ -2,7 +2,8 @@
 
 import numpy as np
 from scipy import sparse
-from sklearn.utils import check_array
+from sklearn.utils import check_array, get_tags
+from sklearn.utils.validation import validate_data
 
 
 def check_label_matrix(Y, *, estimator_name):
@@ -77,3 +78,32 @@ def check_target(y, *, estimator_name):
             f"got an array of shape {y.shape}."
         )
     return _as_indicator(y, estimator_name=estimator_name), True
+
+
+def check_meta_X(estimator, X, *, reset):
+    """Validate ``X`` lightly for a meta-estimator.
+
+    The wrapped estimator validates ``X`` fully; this sets (``reset=True``) or checks
+    ``n_features_in_`` and ``feature_names_in_``.
+    """
+    return validate_data(
+        estimator, X, accept_sparse=True, ensure_all_finite=False, dtype=None, reset=reset
+    )
+
+
+def check_n_samples(X, y):
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"X and Y have different numbers of samples: {X.shape[0]} and {y.shape[0]}."
+        )
+
+
+def multilabel_meta_tags(tags, base_estimator):
+    """Tag a multi-label meta-estimator, taking input tags from ``base_estimator``."""
+    base = get_tags(base_estimator)
+    tags.target_tags.multi_output = True
+    tags.classifier_tags.multi_label = True
+    tags.input_tags.pairwise = base.input_tags.pairwise
+    tags.input_tags.sparse = base.input_tags.sparse
+    tags.input_tags.allow_nan = base.input_tags.allow_nan
+    return tags

@@ -9,9 +9,13 @@ several localizations, and its class maps show where each pattern lies.
 from __future__ import annotations
 
 import io
+import os
 from numbers import Integral, Real
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import f1_score
 from sklearn.utils import check_random_state
@@ -19,6 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from protloc._cache import hash_array, hash_params
 from protloc._torch import autocast_dtype, import_torch, resolve_device
 from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
 from protloc.io import resolve_channels as _resolve_channels
@@ -62,7 +67,7 @@ def tune_thresholds(Y_true, proba, default=0.5):
 
 
 def _validation_split(n_samples, fraction, rng):
-    n_val = int(round(fraction * n_samples))
+    n_val = round(fraction * n_samples)
     if n_val < 1 or n_samples - n_val < 1:
         raise ValueError(
             f"validation_fraction={fraction} of {n_samples} samples leaves no validation or "
@@ -78,7 +83,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     _kind = None
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "channels": [None, str, Integral, "array-like"],
         "image_size": [Interval(Integral, 1, None, closed="left"), None],
         "width": [Interval(Integral, 1, None, closed="left")],
@@ -101,6 +106,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "progress": ["boolean"],
+        "checkpoint": [None, str, os.PathLike],
     }
 
     def __init__(
@@ -128,6 +134,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         num_workers=0,
         random_state=None,
         progress=True,
+        checkpoint=None,
     ):
         self.channels = channels
         self.image_size = image_size
@@ -151,9 +158,18 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         self.num_workers = num_workers
         self.random_state = random_state
         self.progress = progress
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ input checks
     def _check_X(self, X, *, reset):
+        if sp.issparse(X):
+            raise TypeError(
+                "X is a sparse matrix, and sparse input is not supported; pass images as a "
+                "dense (n, rows, cols, channels) array or an HPAImageSequence."
+            )
+        # np.iscomplexobj would decode a whole lazy sequence through __array__.
+        if not isinstance(X, HPAImageSequence) and np.iscomplexobj(X):
+            raise ValueError("Complex data not supported; pass real-valued images.")
         X = check_images(X, allow_lazy=True)
         lazy = isinstance(X, HPAImageSequence)
         n_channels = len(X.channels) if lazy else X.shape[-1]
@@ -166,7 +182,8 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.n_channels_in_}; pass images with the channels used in fit."
             )
         positions, names = _resolve_channels(self.channels, channel_names(X, n_channels))
-        field = receptive_field(self.depth)
+        # After fit, the fitted network's field counts, even if depth was changed since.
+        field = receptive_field(self.depth) if reset else self.receptive_field_
         if self.image_size is not None and self.image_size < field:
             raise ValueError(
                 f"image_size={self.image_size} is smaller than the receptive field "
@@ -177,9 +194,15 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             check_image_size(X.shape[1:3], field)
         return X, positions, names
 
-    def _check_y(self, y, n_samples):
+    def _check_y(self, y):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None; "
+                "pass labels as an indicator matrix or a 1-d array of classes."
+            )
         y = np.asarray(y)
-        check_consistent_length(np.empty(n_samples), y)
+        if y.dtype.kind in "fc" and not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity; labels must be finite.")
         kind = type_of_target(y, input_name="y")
         if kind == "multilabel-indicator":
             Y = y.astype(np.float32)
@@ -193,7 +216,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         classes, encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class {classes[0]!r}; a classifier needs at least 2 classes."
+                f"y has only one class ({classes[0]!r}); a classifier needs at least 2 classes."
             )
         return encoded.astype(np.int64), classes, False
 
@@ -289,8 +312,11 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "module_")
+        # y first: its errors (None, continuous, one class) are cheaper to find than
+        # decoding images, and name the actual problem.
+        targets, classes, multilabel = self._check_y(y)
         X, positions, names = self._check_X(X, reset=not warm)
-        targets, classes, multilabel = self._check_y(y, len(X))
+        check_consistent_length(np.empty(len(X)), targets)
         if warm:
             self._check_warm_start(classes, multilabel, len(positions))
         else:
@@ -314,11 +340,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             train_idx, val_idx = _validation_split(len(X), self.validation_fraction, rng)
         else:
             train_idx, val_idx = np.arange(len(X)), np.arange(0)
-        X_train = X[train_idx]
-        train_set = ImageDataset(
-            X_train, positions, self.image_size, self.receptive_field_, targets[train_idx]
-        )
-        val_set = ImageDataset(X[val_idx], positions, self.image_size, self.receptive_field_)
+        field = self.receptive_field_
+        train_set = ImageDataset(X, positions, self.image_size, field, targets, train_idx)
+        val_set = ImageDataset(X, positions, self.image_size, field, indices=val_idx)
 
         if not warm:
             self.module_ = self._build_module(torch.Generator().manual_seed(init_seed))
@@ -326,92 +350,182 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         weight = None
         if self.class_weight == "balanced":
             weight = torch.as_tensor(
-                balanced_weights(targets[train_idx], multilabel), dtype=torch.float32,
+                balanced_weights(targets[train_idx], multilabel),
+                dtype=torch.float32,
                 device=device,
             )
         optimizer = torch.optim.AdamW(
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         amp = autocast_dtype(self.precision, device)
-        scaler = (
-            torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-        )
+        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
         # Cosine decay over the planned epochs: large steps early, fine ones late,
         # which makes small networks converge reliably in few epochs.
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
-        loader = self._loader(
-            train_set, shuffle=True, generator=torch.Generator().manual_seed(loader_seed),
-            device=device,
-        )
+        loader_gen = torch.Generator().manual_seed(loader_seed)
+        loader = self._loader(train_set, shuffle=True, generator=loader_gen, device=device)
         augment_gen = torch.Generator().manual_seed(augment_seed)
-        thresholds = np.full(len(classes), 0.5 if self.threshold == "validation" else
-                             float(self.threshold))
-        best = None
+        run = {
+            "epoch": 0,
+            "stale": 0,
+            "thresholds": np.full(
+                len(classes), 0.5 if self.threshold == "validation" else float(self.threshold)
+            ),
+            "best": None,
+        }
+        fingerprint = self._fingerprint(X, targets, positions)
+        if self.checkpoint is not None:
+            self._resume(fingerprint, run, module, optimizer, schedule, loader_gen, augment_gen)
 
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            range(self.epochs), desc=type(self).__name__, unit="epoch", disable=not self.progress
+            total=self.epochs,
+            initial=run["epoch"],
+            desc=type(self).__name__,
+            unit="epoch",
+            disable=not self.progress,
         )
-        stale = 0
-        for _ in bar:
-            module.train()
-            total, count = 0.0, 0
-            for xb, yb in loader:
-                xb = xb.to(device, non_blocking=True)
-                yb = yb.to(device, non_blocking=True)
-                if self.augment:
-                    xb = augment_batch(xb, augment_gen)
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    logits = self._scores(module, xb)
-                loss = self._loss(logits.float(), yb, weight)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                    optimizer.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                total += float(loss.detach()) * len(xb)
-                count += len(xb)
-            schedule.step()
-            if not np.isfinite(total):
-                raise ValueError(
-                    "Training diverged (the loss is NaN or Inf); lower lr, or use "
-                    "precision='fp32'."
-                )
-            self.loss_curve_.append(total / count)
-            self.n_epochs_ += 1
-            postfix = {"loss": f"{total / count:.4f}"}
-            if use_validation:
-                proba = self._proba_from_logits(
-                    self._infer(val_set, device, self._scores)
-                )
-                y_val = targets[val_idx]
-                if self.multilabel_ and self.threshold == "validation":
-                    thresholds = tune_thresholds(y_val, proba)
-                score = self._macro_f1(y_val, self._predict_from_proba(proba, thresholds))
-                self.validation_scores_.append(score)
-                postfix["val_f1"] = f"{score:.3f}"
-                if best is None or score > best[0]:
-                    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                    best, stale = (score, state, thresholds), 0
-                else:
-                    stale += 1
-                module.train()
-            bar.set_postfix(postfix)
-            if self.early_stopping and stale >= self.n_iter_no_change:
+        while run["epoch"] < self.epochs:
+            if self.early_stopping and run["stale"] >= self.n_iter_no_change:
                 break
+            mean_loss = self._train_epoch(
+                module, loader, optimizer, scaler, amp, device, weight, augment_gen
+            )
+            schedule.step()
+            run["epoch"] += 1
+            self.loss_curve_.append(mean_loss)
+            self.n_epochs_ += 1
+            postfix = {"loss": f"{mean_loss:.4f}"}
+            if use_validation:
+                score = self._validate(module, val_set, targets[val_idx], device, run)
+                postfix["val_f1"] = f"{score:.3f}"
+            if self.checkpoint is not None:
+                self._save_checkpoint(
+                    fingerprint, run, module, optimizer, schedule, loader_gen, augment_gen
+                )
+            bar.set_postfix(postfix)
+            bar.update()
         bar.close()
 
+        thresholds = run["thresholds"]
         if use_validation and self.early_stopping:
-            module.load_state_dict(best[1])
-            thresholds = best[2]
-        self.best_validation_score_ = best[0] if best is not None else None
-        self.thresholds_ = thresholds if self.multilabel_ else None
+            score, state, thresholds = run["best"]
+            module.load_state_dict(state)
+        self.best_validation_score_ = run["best"][0] if run["best"] is not None else None
+        self.thresholds_ = np.asarray(thresholds, dtype=float) if self.multilabel_ else None
         module.eval()
         return self
+
+    def _train_epoch(self, module, loader, optimizer, scaler, amp, device, weight, augment_gen):
+        """One pass over the training data; returns the mean loss."""
+        torch = import_torch()
+        module.train()
+        total, count = 0.0, 0
+        for xb, yb in loader:
+            xb = xb.to(device, non_blocking=True)
+            yb = yb.to(device, non_blocking=True)
+            if self.augment:
+                xb = augment_batch(xb, augment_gen)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits = self._scores(module, xb)
+            loss = self._loss(logits.float(), yb, weight)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            total += float(loss.detach()) * len(xb)
+            count += len(xb)
+        if not np.isfinite(total):
+            raise ValueError(
+                "Training diverged (the loss is NaN or Inf); lower lr, or use precision='fp32'."
+            )
+        return total / count
+
+    def _validate(self, module, val_set, y_val, device, run):
+        """Validation macro-F1 of this epoch; keeps the best epoch's weights in ``run``."""
+        proba = self._proba_from_logits(self._infer(val_set, device, self._scores))
+        if self.multilabel_ and self.threshold == "validation":
+            run["thresholds"] = tune_thresholds(y_val, proba)
+        score = self._macro_f1(y_val, self._predict_from_proba(proba, run["thresholds"]))
+        self.validation_scores_.append(score)
+        if run["best"] is None or score > run["best"][0]:
+            state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            run["best"], run["stale"] = (score, state, np.array(run["thresholds"])), 0
+        else:
+            run["stale"] += 1
+        return score
+
+    # ------------------------------------------------------------------ checkpoints
+    def _fingerprint(self, X, targets, positions):
+        """Identifies one fit: parameters that change training, the data's shape, labels."""
+        skip = {"checkpoint", "device", "num_workers", "progress", "warm_start"}
+        params = {k: v for k, v in self.get_params().items() if k not in skip}
+        return hash_params(
+            {
+                "estimator": type(self).__name__,
+                "params": params,
+                "n_samples": len(X),
+                "positions": list(positions),
+                "targets": hash_array(np.ascontiguousarray(targets)),
+                "start_epochs": self.n_epochs_,
+            }
+        )
+
+    def _save_checkpoint(self, fingerprint, run, module, optimizer, schedule, loader_gen, aug):
+        torch = import_torch()
+        best = run["best"]
+        payload = {
+            "fingerprint": fingerprint,
+            "epoch": run["epoch"],
+            "stale": run["stale"],
+            "thresholds": [float(t) for t in run["thresholds"]],
+            "best": None if best is None else [float(best[0]), best[1], best[2].tolist()],
+            "module": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "loader_rng": loader_gen.get_state(),
+            "augment_rng": aug.get_state(),
+            "loss_curve": list(self.loss_curve_),
+            "validation_scores": [float(v) for v in self.validation_scores_],
+        }
+        path = Path(self.checkpoint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(payload, partial)
+        # Atomic: a crash while writing leaves the previous epoch's checkpoint intact.
+        os.replace(partial, path)
+
+    def _resume(self, fingerprint, run, module, optimizer, schedule, loader_gen, aug):
+        path = Path(self.checkpoint)
+        if not path.is_file():
+            return
+        torch = import_torch()
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"Checkpoint {str(path)!r} was written by a different fit (other parameters, "
+                "data or labels); delete it or pass another checkpoint path."
+            )
+        device = next(module.parameters()).device
+        module.load_state_dict(saved["module"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        loader_gen.set_state(saved["loader_rng"])
+        aug.set_state(saved["augment_rng"])
+        run["epoch"], run["stale"] = saved["epoch"], saved["stale"]
+        run["thresholds"] = np.asarray(saved["thresholds"])
+        if saved["best"] is not None:
+            score, state, thresholds = saved["best"]
+            state = {k: v.to(device) for k, v in state.items()}
+            run["best"] = (score, state, np.asarray(thresholds))
+        self.loss_curve_ = list(saved["loss_curve"])
+        self.validation_scores_ = list(saved["validation_scores"])
+        self.n_epochs_ += run["epoch"]
 
     def _loss(self, logits, yb, weight):
         if self.multilabel_:
@@ -422,8 +536,10 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_warm_start(self, classes, multilabel, n_channels):
         name = type(self).__name__
-        if multilabel != self.multilabel_ or len(classes) != len(self.classes_) or (
-            not multilabel and not np.array_equal(classes, self.classes_)
+        if (
+            multilabel != self.multilabel_
+            or len(classes) != len(self.classes_)
+            or (not multilabel and not np.array_equal(classes, self.classes_))
         ):
             raise ValueError(
                 f"warm_start=True continues the fitted {name}, which has "
@@ -574,7 +690,12 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
         augmentation, all through local generators; on the CPU the same seed gives
         the same weights.
     progress : bool, default=True
-        Show a progress bar per epoch with the training loss and validation F1."""
+        Show a progress bar per epoch with the training loss and validation F1.
+    checkpoint : path-like or None, default=None
+        File written (atomically) after every epoch with the weights, optimizer,
+        schedule and random-generator states. A later :meth:`fit` with the same
+        parameters, data and labels resumes from it where training stopped, with
+        the same result as an uninterrupted run; one from a different fit raises."""
 
 _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Class labels; ``arange(n_classes)`` for a multi-label indicator ``y``.
@@ -683,7 +804,7 @@ class FCNClassifier(_NetClassifier):
 
     _kind = "fcn"
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_NetClassifier._parameter_constraints,
         "pooling": [StrOptions({"max", "mean", "lse"})],
         "lse_sharpness": [Interval(Real, 0, None, closed="neither")],
@@ -714,6 +835,7 @@ class FCNClassifier(_NetClassifier):
         num_workers=0,
         random_state=None,
         progress=True,
+        checkpoint=None,
         pooling="lse",
         lse_sharpness=5.0,
     ):
@@ -740,6 +862,7 @@ class FCNClassifier(_NetClassifier):
             num_workers=num_workers,
             random_state=random_state,
             progress=progress,
+            checkpoint=checkpoint,
         )
         self.pooling = pooling
         self.lse_sharpness = lse_sharpness

@@ -187,8 +187,9 @@ def augment_batch(x, generator, *, jitter=0.1):
     x : torch.Tensor of shape (n, channels, rows, cols)
     generator : torch.Generator
     jitter : float, default=0.1
-        Each channel is scaled by ``1 + U(-jitter, jitter)`` and shifted by
-        ``U(-jitter, jitter) / 5``.
+        Each channel is scaled by ``1 + U(-jitter, jitter)``. The jitter is only
+        multiplicative: fluorescence images are mostly dark, and an additive shift
+        would swamp faint patterns.
     """
     torch = import_torch()
     n, c = x.shape[:2]
@@ -196,7 +197,6 @@ def augment_batch(x, generator, *, jitter=0.1):
     flips = torch.rand((n, 2), generator=generator) < 0.5
     turns = torch.randint(0, 4, (n,), generator=generator)
     gain = 1 + jitter * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
-    shift = jitter / 5 * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
     out = []
     for i in range(n):
         image = x[i]
@@ -208,7 +208,7 @@ def augment_batch(x, generator, *, jitter=0.1):
         if k:
             image = torch.rot90(image, k, dims=(1, 2))
         out.append(image)
-    return torch.stack(out) * gain.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
+    return torch.stack(out) * gain.to(x.device, x.dtype)
 
 
 def _scale(image):
@@ -235,28 +235,35 @@ class ImageDataset:
     min_size : int
         Smallest allowed rows and cols (the network's receptive field).
     targets : ndarray, optional
-        Per-sample targets returned beside each image.
+        Targets of all of ``images``, returned beside each image.
+    indices : array of int, optional
+        The samples of ``images`` this dataset serves (a training or validation
+        split) without copying them; default all.
     """
 
-    def __init__(self, images, positions, image_size, min_size, targets=None):
+    def __init__(self, images, positions, image_size, min_size, targets=None, indices=None):
         self.images = images
         self.positions = list(positions)
         self.image_size = image_size
         self.min_size = min_size
         self.targets = targets
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self._lazy = not isinstance(images, np.ndarray)
 
     def __len__(self):
-        return len(self.images)
+        return len(self.indices)
 
     def __getitem__(self, i):
         torch = import_torch()
+        i = int(self.indices[i])
         image = self.images.load([i])[0] if self._lazy else self.images[i]
         if self._lazy:
-            check_image_size(image.shape[:2], self.min_size, where=f"sample {i}")
+            # Arrays were checked whole up front; lazy samples only now, once decoded.
+            where = f"sample {self.images.ids[i]!r}"
+            check_image_size(image.shape[:2], self.min_size, where=where)
             if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
                 raise ValueError(
-                    f"Image of sample {i} contains NaN or Inf values; clean or impute the "
+                    f"Image of {where} contains NaN or Inf values; clean or impute the "
                     "images before using them."
                 )
         tensor = torch.from_numpy(np.ascontiguousarray(_scale(image[..., self.positions])))
@@ -264,7 +271,10 @@ class ImageDataset:
         size = self.image_size
         if size is not None and tuple(tensor.shape[1:]) != (size, size):
             tensor = torch.nn.functional.interpolate(
-                tensor[None], size=(size, size), mode="bilinear", antialias=True,
+                tensor[None],
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
                 align_corners=False,
             )[0]
         if self.targets is None:

@@ -36,8 +36,9 @@ def per_class_f1(report, *, reference=T25_PER_CLASS_F1, reference_label="Taormin
     Parameters
     ----------
     report : MultilabelReport or dict
-        A :func:`protloc.metrics.multilabel_report` result, or a mapping with
-        ``"labels"`` (HPA class indices), ``"class_names"`` and ``"f1"``.
+        A :func:`protloc.metrics.multilabel_report` result whose class indices are
+        HPA 2018 indices (build it on 28-column indicators with ``labels=``), or a
+        mapping with ``"labels"`` (HPA class indices), ``"class_names"`` and ``"f1"``.
     reference : array-like of shape (28,) or None, default=T25_PER_CLASS_F1
         Reference F1 by HPA class index; None draws no reference bars.
     reference_label : str
@@ -55,10 +56,15 @@ def per_class_f1(report, *, reference=T25_PER_CLASS_F1, reference_label="Taormin
     >>> len(fig.axes[0].patches)
     4
     """
-    data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-    labels = np.asarray(data["labels"], dtype=int)
-    names = list(data.get("class_names") or [HPA_CLASSES[i] for i in labels])
-    f1 = np.asarray(data["f1"], dtype=float)
+    if isinstance(report, dict):
+        labels, f1 = report["labels"], report["f1"]
+        names = report.get("class_names")
+    else:
+        labels, f1, names = report.class_indices, report.f1, report.class_names
+        names = [names[i] for i in labels] if len(names) != len(labels) else names
+    labels = np.asarray(labels, dtype=int)
+    f1 = np.nan_to_num(np.asarray(f1, dtype=float))
+    names = list(names) if names is not None else [HPA_CLASSES[i] for i in labels]
     fig, ax = _figure(ax, (7, 0.35 * len(labels) + 1.5))
     y = np.arange(len(labels))
     height = 0.4 if reference is not None else 0.8

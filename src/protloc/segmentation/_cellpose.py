@@ -20,7 +20,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array, hash_file
 from protloc._torch import resolve_device
-from protloc.io import HPAImageSequence, channel_names, check_images, resolve_channels
+from protloc.io import (
+    ContainerOutputMixin,
+    HPAImageSequence,
+    channel_names,
+    check_images,
+    resolve_channels,
+)
 from protloc.segmentation._masks import (
     SegmentedImages,
     assign_cells_to_nuclei,
@@ -163,7 +169,7 @@ def _compact(mask):
     return mask.astype(np.uint16) if mask.max(initial=0) < 2**16 else mask
 
 
-class CellposeSegmenter(TransformerMixin, BaseEstimator):
+class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
     """Segment nuclei and cells with Cellpose; every cell holds exactly one nucleus.
 
     Nuclei come from a Cellpose model run on the nucleus channel. Cells are then

@@ -9,11 +9,10 @@ masks that container promises: cell ``k`` holds exactly nucleus ``k``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 
-from protloc.io import HPAImageSequence
+from protloc.io import HPAImageSequence, sample_index
 
 __all__ = [
     "SegmentedImages",
@@ -173,14 +172,7 @@ class SegmentedImages:
         )
 
     def __getitem__(self, key):
-        if isinstance(key, tuple):
-            if len(key) == 2 and key[1] is Ellipsis:
-                key = key[0]
-            else:
-                raise IndexError("SegmentedImages supports only image indexing.")
-        if isinstance(key, Integral):
-            key = [key]
-        index = np.arange(len(self))[key]
+        index = np.atleast_1d(sample_index(key, len(self), "SegmentedImages"))
         if isinstance(self.nuclei, np.ndarray):
             nuclei, cells = self.nuclei[index], self.cells[index]
         else:

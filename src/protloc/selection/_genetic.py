@@ -111,10 +111,12 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     "sigmoid"), the fitness is computed from per-block Gram or squared-distance
     matrices computed once: the kernel of a concatenation is a function of their sum,
     and the SVM is fitted with ``kernel="precomputed"``. This gives the same
-    predictions and scores as fitting on the columns (up to floating-point rounding in
-    the last bits), tens of times faster. Other estimators are refitted on the columns.
-    Fitness values are memoised by subset, and new subsets are evaluated in parallel
-    with joblib.
+    predictions and scores as fitting on the columns (the kernels differ only by
+    floating-point rounding in the last bits) without computing any kernel per fit;
+    what remains is libsvm's solver, which dominates for label powersets with many
+    label sets (``benchmarks/bench_genetic.py``). Other estimators are refitted on the
+    columns. Fitness values are memoised by subset, and new subsets are evaluated in
+    parallel with joblib.
 
     Parameters
     ----------
