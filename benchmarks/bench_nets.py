@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from protloc._torch import autocast_dtype
 from protloc.nets import CNNClassifier, FCNClassifier
 from protloc.nets._models import build_network, pool_maps
 
@@ -49,7 +50,11 @@ def _sync(device):
 
 
 def bare_loop(kind, size, width, depth, n, device, *, train):
-    """Images/s of the network alone: tensors already on the device, no augmentation."""
+    """Images/s of the network alone: tensors already on the device, no augmentation.
+
+    Uses the estimators' default precision (bf16/fp16 autocast on CUDA, fp32 on CPU);
+    fp16 would also need a GradScaler, which this loop skips.
+    """
     module = build_network(
         kind,
         n_channels=4,
@@ -62,12 +67,15 @@ def bare_loop(kind, size, width, depth, n, device, *, train):
     y = torch.randint(0, 2, (BATCH, 11), device=device).float()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
 
+    amp = autocast_dtype("auto", device)  # what the estimators use by default
+
     def step():
-        out = module(x)
-        if kind == "fcn":
-            out = pool_maps(out, "lse", 5.0)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = module(x)
+            if kind == "fcn":
+                out = pool_maps(out, "lse", 5.0)
         if train:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(out, y)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.float(), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -240,6 +240,7 @@ def main(argv=None):
             )
     timings["level + grid CV"] = time.perf_counter() - start
     write_report(args, run, timings, ranked, names, blocks)
+    return timings
 
 
 def write_report(args, run, timings, ranked, names, blocks):

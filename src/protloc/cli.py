@@ -147,6 +147,8 @@ def cmd_demo(args):
     train, test = next(
         MultilabelStratifiedKFold(n_splits=4, shuffle=True, random_state=args.random_state).split(X, Y)
     )
+    if args.diameter is None:
+        args.diameter = args.image_size / 8  # nuclei of make_synthetic_hpa fields
     pipeline = _pipeline_from_args(args)
     print(f"Fitting on {len(train)} images, testing on {len(test)}...")
     pipeline.fit(X[train], Y[train])
@@ -300,8 +302,9 @@ def _add_pipeline_options(parser, *, demo=False):
     group.add_argument("--image-size", type=int, default=128 if demo else None)
     group.add_argument("--cellpose-model", default=None,
                        help="Cellpose model name or file (default: $PROTLOC_CELLPOSE_MODEL or 'nuclei')")
-    group.add_argument("--diameter", type=float, default=30.0 if demo else None,
-                       help="nucleus diameter in pixels (default: Cellpose estimates it)")
+    group.add_argument("--diameter", type=float, default=None,
+                       help="nucleus diameter in pixels (default: image size / 8 in the demo, "
+                       "as in the synthetic fields; otherwise Cellpose's own scale)")
     group.add_argument("--crop-size", type=int, default=64 if demo else 128)
     group.add_argument("--no-selector", action="store_true", help="skip the genetic block selection")
     group.add_argument("--population-size", type=int, default=16 if demo else 30)

@@ -348,6 +348,20 @@ def test_checkpoint_resumes_a_crashed_fit_exactly(tmp_path):
     assert same_state(state_of(again), state_of(reference))
 
 
+def test_checkpoint_keeps_the_split_of_an_unseeded_fit(tmp_path):
+    X, Y = tiny_data(n=12)
+    lazy = write_pngs(tmp_path, X)
+    params = dict(TINY, epochs=3, early_stopping=True, validation_fraction=0.25)
+    path = tmp_path / "cnn.pt"
+    with pytest.raises(OSError, match="the disk went away"):
+        CNNClassifier(**params, checkpoint=path).fit(FailingSequence(lazy, 12 + 5), Y)
+    saved = torch.load(path, weights_only=True)
+    resumed = CNNClassifier(**params, checkpoint=path).fit(lazy, Y)
+    assert resumed.n_epochs_ == 3
+    assert resumed.validation_scores_[:1] == saved["validation_scores"]
+    assert torch.equal(torch.load(path, weights_only=True)["val_idx"], saved["val_idx"])
+
+
 def test_checkpoint_of_another_fit_raises(tmp_path):
     X, Y = tiny_data()
     path = tmp_path / "fcn.pt"

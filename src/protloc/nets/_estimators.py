@@ -310,6 +310,13 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : object
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            For images smaller than the receptive field, NaN in images or labels,
+            a channel count or class count differing from the fitted one with
+            ``warm_start``, or a ``checkpoint`` written by another fit.
         """
         warm = self.warm_start and hasattr(self, "module_")
         # y first: its errors (None, continuous, one class) are cheaper to find than
@@ -340,6 +347,12 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             train_idx, val_idx = _validation_split(len(X), self.validation_fraction, rng)
         else:
             train_idx, val_idx = np.arange(len(X)), np.arange(0)
+        fingerprint = self._fingerprint(X, targets, positions)
+        saved = self._load_checkpoint(fingerprint)
+        if saved is not None:
+            # The interrupted run's split, which random_state=None would not redraw.
+            train_idx = saved["train_idx"].numpy()
+            val_idx = saved["val_idx"].numpy()
         field = self.receptive_field_
         train_set = ImageDataset(X, positions, self.image_size, field, targets, train_idx)
         val_set = ImageDataset(X, positions, self.image_size, field, indices=val_idx)
@@ -373,9 +386,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             ),
             "best": None,
         }
-        fingerprint = self._fingerprint(X, targets, positions)
-        if self.checkpoint is not None:
-            self._resume(fingerprint, run, module, optimizer, schedule, loader_gen, augment_gen)
+        split = (train_idx, val_idx)
+        if saved is not None:
+            self._resume(saved, run, module, optimizer, schedule, loader_gen, augment_gen)
 
         from tqdm.auto import tqdm
 
@@ -402,7 +415,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
                 postfix["val_f1"] = f"{score:.3f}"
             if self.checkpoint is not None:
                 self._save_checkpoint(
-                    fingerprint, run, module, optimizer, schedule, loader_gen, augment_gen
+                    fingerprint, split, run, module, optimizer, schedule, loader_gen, augment_gen
                 )
             bar.set_postfix(postfix)
             bar.update()
@@ -476,11 +489,15 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             }
         )
 
-    def _save_checkpoint(self, fingerprint, run, module, optimizer, schedule, loader_gen, aug):
+    def _save_checkpoint(
+        self, fingerprint, split, run, module, optimizer, schedule, loader_gen, aug
+    ):
         torch = import_torch()
         best = run["best"]
         payload = {
             "fingerprint": fingerprint,
+            "train_idx": torch.as_tensor(split[0]),
+            "val_idx": torch.as_tensor(split[1]),
             "epoch": run["epoch"],
             "stale": run["stale"],
             "thresholds": [float(t) for t in run["thresholds"]],
@@ -500,17 +517,20 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         # Atomic: a crash while writing leaves the previous epoch's checkpoint intact.
         os.replace(partial, path)
 
-    def _resume(self, fingerprint, run, module, optimizer, schedule, loader_gen, aug):
-        path = Path(self.checkpoint)
-        if not path.is_file():
-            return
+    def _load_checkpoint(self, fingerprint):
+        """The saved state of this same fit, None without one; raises for another fit's."""
+        if self.checkpoint is None or not Path(self.checkpoint).is_file():
+            return None
         torch = import_torch()
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         if saved.get("fingerprint") != fingerprint:
             raise ValueError(
-                f"Checkpoint {str(path)!r} was written by a different fit (other parameters, "
-                "data or labels); delete it or pass another checkpoint path."
+                f"Checkpoint {str(self.checkpoint)!r} was written by a different fit (other "
+                "parameters, data or labels); delete it or pass another checkpoint path."
             )
+        return saved
+
+    def _resume(self, saved, run, module, optimizer, schedule, loader_gen, aug):
         device = next(module.parameters()).device
         module.load_state_dict(saved["module"])
         optimizer.load_state_dict(saved["optimizer"])
