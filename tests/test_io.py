@@ -134,7 +134,7 @@ def test_lazy_does_not_decode_30000_samples(tmp_path):
             (folder / f"s{i:05d}_{channel}.png").touch()  # empty: decoding would fail
     seq = load_hpa(folder, lazy=True).images
     assert len(seq) == 30000
-    with pytest.raises(ValueError, match="Cannot decode image file .*s00007_red.png"):
+    with pytest.raises(ValueError, match=r"Cannot decode image file .*s00007_red.png"):
         seq[7]
 
 
@@ -164,7 +164,7 @@ def test_mixed_sample_sizes_suggest_resizing(tmp_path):
     _write_sample(tmp_path, "y", shape=(9, 8))
     seq = load_hpa(tmp_path, lazy=True).images
     assert seq[0].shape == (8, 8, 4) and seq[1].shape == (9, 8, 4)
-    with pytest.raises(ValueError, match="different sizes.*image_size"):
+    with pytest.raises(ValueError, match=r"different sizes.*image_size"):
         seq.load()
 
 
@@ -177,7 +177,7 @@ def test_unknown_id(hpa_folder):
 def test_label_out_of_range(hpa_folder):
     folder, _ = hpa_folder
     (folder / "labels.csv").write_text("Id,Target\na,0 28\n")
-    with pytest.raises(ValueError, match="Label 28 of sample 'a' is outside 0..27"):
+    with pytest.raises(ValueError, match=r"Label 28 of sample 'a' is outside 0..27"):
         load_hpa(folder, folder / "labels.csv")
 
 
@@ -202,9 +202,9 @@ def test_missing_folder_and_empty_folder(tmp_path):
 
 def test_2021_format(tmp_path):
     (tmp_path / "l.csv").write_text("ID,Label\na,16|0\nb,18\n")
-    ids, Y = read_labels(tmp_path / "l.csv", classes="hpa2021")
+    _, Y = read_labels(tmp_path / "l.csv", classes="hpa2021")
     assert Y.shape == (2, 19) and Y[0].nonzero()[0].tolist() == [0, 16]
-    with pytest.raises(ValueError, match="outside 0..18"):
+    with pytest.raises(ValueError, match=r"outside 0..18"):
         parse_targets("19", n_classes=19)
 
 
@@ -269,6 +269,6 @@ def test_real_sample_error_paths(hpa_sample_dir, tmp_path):
 
 
 def test_full_label_table(hpa_full_labels):
-    ids, Y = read_labels(hpa_full_labels)
+    _, Y = read_labels(hpa_full_labels)
     assert Y.shape == (31072, 28)
     assert Y.sum(axis=0).min() == 11 and Y.sum(axis=0).max() == 12885

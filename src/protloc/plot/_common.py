@@ -15,7 +15,12 @@ def import_pyplot():
         raise ImportError(
             "Plots need matplotlib: install it with `pip install protloc[plot]`."
         ) from exc
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "module://matplotlib_inline.backend_inline"):
+    if matplotlib.get_backend().lower() not in (
+        "agg",
+        "pdf",
+        "svg",
+        "module://matplotlib_inline.backend_inline",
+    ):
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

@@ -30,7 +30,9 @@ def _figure(ax, figsize):
     return fig, ax
 
 
-def per_class_f1(report, *, reference=T25_PER_CLASS_F1, reference_label="Taormina et al. 2025", ax=None):
+def per_class_f1(
+    report, *, reference=T25_PER_CLASS_F1, reference_label="Taormina et al. 2025", ax=None
+):
     """Horizontal bars of per-class F1, next to a reference such as the paper's.
 
     Parameters
