@@ -108,7 +108,7 @@ def _print_report(report, blocks=None):
             print(f"  {name}")
 
 
-def _write_plots(out_dir, pipeline, report, Y_true, class_names, images=None, segmented=None):
+def _write_plots(out_dir, pipeline, report, Y_true, class_names, segmented=None):
     """Write the figures; returns their paths. Skipped (with a note) without matplotlib."""
     if importlib.util.find_spec("matplotlib") is None:
         print("matplotlib is not installed: no plots (pip install protloc[plot]).")
