@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 
 from protloc.io import HPAImageSequence, load_hpa
 from protloc.nets import CNNClassifier, FCNClassifier
-from protloc.nets._estimators import tune_thresholds
+from protloc.nets._estimators import _validation_thresholds
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
 from protloc.nets._models import augment_batch, build_network, receptive_field
 
@@ -201,13 +201,15 @@ def test_threshold_learned_on_validation_fraction():
     )
 
 
-def test_tune_thresholds_maximises_f1():
-    Y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
-    P = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.1, 0.4]])
-    thresholds = tune_thresholds(Y, P)
-    # Thresholds in (0.7, 0.8] separate class 0; of those, 0.75 is nearest 0.5.
+def test_validation_thresholds_maximise_f1_and_keep_undecidable_classes_at_half():
+    Y = np.array([[1, 0, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1]])
+    P = np.array([[0.9, 0.1, 0.2], [0.8, 0.2, 0.3], [0.7, 0.3, 0.1], [0.1, 0.4, 0.3]])
+    thresholds = _validation_thresholds(Y, P)
+    # Thresholds in (0.7, 0.8] separate class 0; halfway is 0.75.
     assert thresholds[0] == pytest.approx(0.75)
-    assert thresholds[1] == 0.5  # no positives: the default stays
+    # No positive (class 1) or no negative (class 2): F1 cannot place a threshold.
+    assert thresholds[1] == 0.5
+    assert thresholds[2] == 0.5
 
 
 def test_early_stopping_stops_and_keeps_best_epoch():

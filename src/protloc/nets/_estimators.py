@@ -27,6 +27,7 @@ from protloc._cache import hash_array, hash_params
 from protloc._torch import autocast_dtype, import_torch, resolve_device
 from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
 from protloc.io import resolve_channels as _resolve_channels
+from protloc.multilabel import tune_thresholds
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
 from protloc.nets._models import (
     ImageDataset,
@@ -39,31 +40,23 @@ from protloc.nets._models import (
 
 __all__ = ["CNNClassifier", "FCNClassifier"]
 
-_THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
+def _validation_thresholds(y_val, proba):
+    """Per-class F1-best thresholds on the validation split.
 
-def tune_thresholds(Y_true, proba, default=0.5):
-    """Per-class thresholds maximising F1 on held-out data.
-
-    Classes without a positive in ``Y_true`` keep ``default``; ties go to the
-    threshold closest to ``default``.
+    :func:`protloc.multilabel.tune_thresholds` gives an infinite threshold to a class
+    with no positive (or no negative) validation sample; a net must still decide
+    that class on new images, so it keeps 0.5 there.
 
     Examples
     --------
-    >>> Y = np.array([[1, 0], [1, 0], [0, 0], [0, 1]])
-    >>> P = np.array([[0.3, 0.1], [0.4, 0.2], [0.1, 0.3], [0.2, 0.9]])
-    >>> tune_thresholds(Y, P).tolist()
-    [0.3, 0.5]
+    >>> Y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    >>> P = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.1, 0.4]])
+    >>> _validation_thresholds(Y, P).tolist()
+    [0.75, 0.5]
     """
-    Y_true = np.asarray(Y_true, dtype=bool)
-    pred = proba[None, :, :] >= _THRESHOLD_GRID[:, None, None]
-    tp = (pred & Y_true).sum(axis=1)
-    fp = (pred & ~Y_true).sum(axis=1)
-    fn = (~pred & Y_true).sum(axis=1)
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    f1 = f1 - 1e-9 * np.abs(_THRESHOLD_GRID - default)[:, None]
-    best = _THRESHOLD_GRID[np.argmax(f1, axis=0)]
-    return np.where(Y_true.any(axis=0), best, default)
+    thresholds = tune_thresholds(y_val, proba)
+    return np.where(np.isfinite(thresholds), thresholds, 0.5)
 
 
 def _validation_split(n_samples, fraction, rng):
@@ -463,7 +456,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         """Validation macro-F1 of this epoch; keeps the best epoch's weights in ``run``."""
         proba = self._proba_from_logits(self._infer(val_set, device, self._scores))
         if self.multilabel_ and self.threshold == "validation":
-            run["thresholds"] = tune_thresholds(y_val, proba)
+            run["thresholds"] = _validation_thresholds(y_val, proba)
         score = self._macro_f1(y_val, self._predict_from_proba(proba, run["thresholds"]))
         self.validation_scores_.append(score)
         if run["best"] is None or score > run["best"][0]:

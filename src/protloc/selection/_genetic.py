@@ -195,8 +195,10 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     n_jobs : int, default=None
         Individuals evaluated in parallel with joblib (any backend, Dask included).
         None means 1 unless in a ``joblib.parallel_config`` context, -1 all
-        processors. With several workers the kernel pieces are stored in a
-        memory-mapped file that workers share rather than copy.
+        processors. The kernel fitness prefers threads, since libsvm releases the
+        GIL; the refit fitness prefers processes. A ``joblib.parallel_config``
+        backend overrides either. With several workers the kernel pieces are stored
+        in a memory-mapped file that workers share rather than copy.
     random_state : int, RandomState instance or None, default=None
         Seeds the genetic algorithm (not the folds). Pass an int for reproducible
         searches.
@@ -393,7 +395,14 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 context = _kernel_context(X, y, self.blocks_, folds, kernel, temp_folder)
                 estimator = clone(estimator).set_params(kernel="precomputed")
             context.update(estimator=estimator, scorer=scorer)
-            with Parallel(n_jobs=self.n_jobs) as parallel:
+            # libsvm releases the GIL, so threads run kernel-fitness evaluations in
+            # parallel without copying anything; refits on columns go to processes.
+            # The filter is set here as well because warning filters are global: the
+            # evaluations' own catch_warnings can restore each other's state out of
+            # order when they run in threads.
+            prefer = None if kernel is None else "threads"
+            with warnings.catch_warnings(), Parallel(n_jobs=self.n_jobs, prefer=prefer) as parallel:
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
                 fitness = _MemoisedFitness(parallel, evaluate, context)
                 self._search(fitness, checkpoint_key)
         finally:
@@ -768,16 +777,21 @@ def _kernel_cv_score(mask, *, pieces, moments, widths, folds, kernel, estimator,
     """The same score as :func:`_refit_cv_score`, from summed per-block kernel pieces."""
     summed = _kernels.sum_pieces(pieces, mask)
     n_features = int(widths[mask].sum())
+    # One clone serves every fold: fit resets it, and the scorer only reads it.
+    model = clone(estimator)
     scores = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         for (train, test, y_train, y_test), fold_moments in zip(folds, moments):
             gamma = _kernels.resolve_gamma(kernel["gamma"], fold_moments, mask, n_features)
             shape = dict(gamma=gamma, degree=kernel["degree"], coef0=kernel["coef0"])
-            k_train = _kernels.apply_kernel(summed[np.ix_(train, train)], kernel["kernel"], **shape)
-            k_test = _kernels.apply_kernel(summed[np.ix_(test, train)], kernel["kernel"], **shape)
-            fitted = clone(estimator).fit(k_train, y_train)
-            scores.append(scorer(fitted, k_test, y_test))
+            k_train = summed.take(train, axis=0).take(train, axis=1)
+            k_train = _kernels.apply_kernel(k_train, kernel["kernel"], **shape)
+            k_test = _kernels.apply_kernel(
+                summed.take(test, axis=0).take(train, axis=1), kernel["kernel"], **shape
+            )
+            model.fit(k_train, y_train)
+            scores.append(scorer(model, k_test, y_test))
     return float(np.mean(scores))
 
 
