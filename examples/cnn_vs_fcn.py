@@ -108,6 +108,7 @@ def make_t25(level, args):
     return make_t25_pipeline(
         weights="packaged",
         level=level,
+        segmenter="cellpose",
         cellpose_model=args.cellpose_model,
         cache=args.cache,
         random_state=args.seed,

@@ -41,6 +41,7 @@ def main():
         weights=args.weights,
         level=args.level,
         image_size=128,
+        segmenter="cellpose",
         cellpose_model=args.cellpose_model,
         diameter=args.image_size / 8,  # synthetic nuclei: an eighth of the field
         crop_size=64,

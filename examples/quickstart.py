@@ -60,6 +60,7 @@ def main():
         weights=args.weights,
         level=args.level,
         image_size=128,
+        segmenter="cellpose",
         cellpose_model=args.cellpose_model,
         diameter=args.image_size / 8,
         crop_size=64,

