@@ -520,10 +520,34 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     def _load_checkpoint(self, fingerprint):
         """The saved state of this same fit, None without one; raises for another fit's."""
-        if self.checkpoint is None or not Path(self.checkpoint).is_file():
+        if self.checkpoint is None:
+            return None
+        path = Path(self.checkpoint)
+        if path.is_dir():
+            raise ValueError(
+                f"checkpoint={str(path)!r} is a folder; pass the path of a file to write, "
+                f"e.g. {str(path / 'fit.pt')!r}."
+            )
+        if not path.is_file():
             return None
         torch = import_torch()
-        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as exc:  # torch's unpickler raises almost any type for a bad file
+            problem = f"torch cannot read it ({type(exc).__name__})"
+        else:
+            is_ours = isinstance(saved, dict) and "fingerprint" in saved
+            problem = None if is_ours else "it holds no protloc training state"
+        if problem is not None:
+            # torch's own message advises weights_only=False, unsafe on a file of unknown
+            # origin; it is not passed on.
+            raise ValueError(
+                f"Checkpoint {str(path)!r} is not a protloc checkpoint: {problem}. It is "
+                "corrupt or truncated, or another program wrote it. Delete it, or pass "
+                "another checkpoint path."
+            ) from None
         if saved.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"Checkpoint {str(self.checkpoint)!r} was written by a different fit (other "
@@ -716,7 +740,8 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
         File written (atomically) after every epoch with the weights, optimizer,
         schedule and random-generator states. A later :meth:`fit` with the same
         parameters, data and labels resumes from it where training stopped, with
-        the same result as an uninterrupted run; one from a different fit raises."""
+        the same result as an uninterrupted run; one from a different fit, or a
+        file that is not a protloc checkpoint, raises a ValueError."""
 
 _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Class labels; ``arange(n_classes)`` for a multi-label indicator ``y``.
