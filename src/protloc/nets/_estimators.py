@@ -532,8 +532,8 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             return None
         torch = import_torch()
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:
+            saved = torch.load(str(path), map_location="cpu", weights_only=True)
+        except PermissionError:
             raise
         except Exception as exc:  # torch's unpickler raises almost any type for a bad file
             problem = f"torch cannot read it ({type(exc).__name__})"
