@@ -78,6 +78,13 @@ def test_tune_thresholds_no_positive_or_no_negative(column, why):
     assert thresholds[0] == 0.0 and np.isfinite(thresholds).all()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_tune_thresholds_refuses_non_finite_scores(bad):
+    Y = np.array([[1], [1], [0], [0]])
+    with pytest.raises(ValueError, match="scores hold NaN or infinity"):
+        tune_thresholds(Y, np.array([[0.9], [bad], [0.2], [0.1]]))
+
+
 def test_threshold_tuner_does_not_predict_a_one_positive_label_for_every_sample():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 4))
@@ -221,6 +228,12 @@ def _png(path):
         ),
         (lambda p: None, {}, FileNotFoundError, "does not exist"),
         (
+            lambda p: p.write_text("Id;Target\na;1\n"),
+            {},
+            ValueError,
+            "needs an 'Id' column.*separated by ';'; save it with commas",
+        ),
+        (
             lambda p: p.write_text("Id,Target\na,1\n"),
             {"classes": 123},
             TypeError,
@@ -228,7 +241,17 @@ def _png(path):
         ),
         (lambda p: p.write_text("Id,Target\na,1\n"), {"classes": ()}, ValueError, "empty"),
     ],
-    ids=["folder", "png", "utf16", "empty", "short-row", "missing", "classes-int", "no-class"],
+    ids=[
+        "folder",
+        "png",
+        "utf16",
+        "empty",
+        "short-row",
+        "missing",
+        "semicolons",
+        "classes-int",
+        "no-class",
+    ],
 )
 def test_read_labels_bad_input(tmp_path, make, kwargs, error, match):
     path = tmp_path / "labels.csv"

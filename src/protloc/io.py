@@ -184,9 +184,13 @@ def _read_label_rows(path, n_classes, allow_empty):
         id_col = fields.get("id")
         target_col = fields.get("target") or fields.get("label") or fields.get("predicted")
         if id_col is None or target_col is None:
+            header = ",".join(reader.fieldnames)
+            # Excel in many locales saves "CSV" with semicolons; tab-separated files too
+            other = next((sep for sep in ";\t" if sep in header), None)
+            hint = f" It seems separated by {other!r}; save it with commas." if other else ""
             raise ValueError(
                 f"Labels file {str(path)!r} has columns {reader.fieldnames}; it needs an "
-                "'Id' column and a 'Target' (or 'Label') column, as in the Kaggle HPA CSVs."
+                "'Id' column and a 'Target' (or 'Label') column, as in the Kaggle HPA CSVs." + hint
             )
         ids, rows = [], []
         for row in reader:

@@ -141,6 +141,11 @@ def tune_thresholds(Y, scores, *, fallback=0.5, label_names=None):
             f"scores must have the shape of Y, {Y.shape}; got {scores.shape}. Pass per-label "
             "scores, e.g. predict_proba of BinaryRelevance or LabelPowerset."
         )
+    if not np.isfinite(scores).all():
+        raise ValueError(
+            "scores hold NaN or infinity; thresholds need finite scores. Check the "
+            "estimator that produced them."
+        )
     if not np.isfinite(fallback):
         raise ValueError(f"fallback must be a finite threshold, got {fallback}.")
     if label_names is not None and len(label_names) != Y.shape[1]:
