@@ -41,6 +41,7 @@ _EXPORTS = {
     "BinaryRelevance": "protloc.multilabel",
     "ThresholdTuner": "protloc.multilabel",
     "tune_thresholds": "protloc.multilabel",
+    "UndecidableThresholdWarning": "protloc.multilabel",
     "CNNClassifier": "protloc.nets",
     "FCNClassifier": "protloc.nets",
     "make_t25_pipeline": "protloc.pipeline",

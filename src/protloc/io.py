@@ -159,7 +159,55 @@ def _class_table(classes):
                 f"Unknown class table {classes!r}; use 'hpa2018' (28 classes) or "
                 "'hpa2021' (19 classes), or pass a sequence of class names."
             ) from None
-    return tuple(classes)
+    try:
+        table = tuple(classes)
+    except TypeError:
+        raise TypeError(
+            f"classes must be 'hpa2018', 'hpa2021' or a sequence of class names; got "
+            f"{classes!r} of type {type(classes).__name__}."
+        ) from None
+    if not table:
+        raise ValueError("classes is empty; pass 'hpa2018', 'hpa2021' or the class names.")
+    return table
+
+
+def _read_label_rows(path, n_classes, allow_empty):
+    """Ids and class-index lists of a labels CSV; ``utf-8-sig`` accepts Excel's BOM."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise ValueError(
+                f"Labels file {str(path)!r} is empty; it needs an 'Id,Target' header and "
+                "one row per sample."
+            )
+        fields = {name.strip().lower(): name for name in reader.fieldnames}
+        id_col = fields.get("id")
+        target_col = fields.get("target") or fields.get("label") or fields.get("predicted")
+        if id_col is None or target_col is None:
+            header = ",".join(reader.fieldnames)
+            # Excel in many locales saves "CSV" with semicolons; tab-separated files too
+            other = next((sep for sep in ";\t" if sep in header), None)
+            hint = f" It seems separated by {other!r}; save it with commas." if other else ""
+            raise ValueError(
+                f"Labels file {str(path)!r} has columns {reader.fieldnames}; it needs an "
+                "'Id' column and a 'Target' (or 'Label') column, as in the Kaggle HPA CSVs." + hint
+            )
+        ids, rows = [], []
+        for row in reader:
+            if row[id_col] is None or row[target_col] is None:
+                raise ValueError(
+                    f"Line {reader.line_num} of labels file {str(path)!r} has fewer fields "
+                    f"than its header {reader.fieldnames}; give every row an Id and a "
+                    f"{target_col}."
+                )
+            sample_id = row[id_col].strip()
+            ids.append(sample_id)
+            rows.append(
+                parse_targets(
+                    row[target_col], n_classes, sample_id=sample_id, allow_empty=allow_empty
+                )
+            )
+    return ids, rows
 
 
 def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
@@ -180,6 +228,16 @@ def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
     ids : ndarray of str, shape (n_samples,)
     Y : ndarray of uint8, shape (n_samples, n_classes)
 
+    Raises
+    ------
+    FileNotFoundError
+        ``labels_csv`` does not exist.
+    ValueError
+        It is a folder, not a UTF-8 text CSV (a byte-order mark, as Excel writes,
+        is fine), lacks the columns, or holds a bad label.
+    TypeError
+        ``classes`` is neither a table name nor a sequence of class names.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -191,27 +249,25 @@ def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
     """
     table = _class_table(classes)
     path = Path(labels_csv)
+    if path.is_dir():
+        raise ValueError(
+            f"Labels file {str(path)!r} is a folder; pass the CSV file inside it, e.g. "
+            f"{str(path / 'train.csv')!r}."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"Labels file {str(path)!r} does not exist.")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = {name.strip().lower(): name for name in reader.fieldnames or ()}
-        id_col = fields.get("id")
-        target_col = fields.get("target") or fields.get("label") or fields.get("predicted")
-        if id_col is None or target_col is None:
-            raise ValueError(
-                f"Labels file {str(path)!r} has columns {reader.fieldnames}; it needs an "
-                "'Id' column and a 'Target' (or 'Label') column, as in the Kaggle HPA CSVs."
-            )
-        ids, rows = [], []
-        for row in reader:
-            sample_id = row[id_col].strip()
-            ids.append(sample_id)
-            rows.append(
-                parse_targets(
-                    row[target_col], len(table), sample_id=sample_id, allow_empty=allow_empty
-                )
-            )
+    try:
+        ids, rows = _read_label_rows(path, len(table), allow_empty)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"Labels file {str(path)!r} is not a UTF-8 text CSV (byte {exc.start} cannot be "
+            "decoded); is it an image or a spreadsheet? Save the labels as CSV (UTF-8)."
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(
+            f"Labels file {str(path)!r} is not a readable CSV ({exc}); save the labels as "
+            "CSV (UTF-8)."
+        ) from None
     if len(set(ids)) != len(ids):
         seen, dup = set(), None
         for sample_id in ids:
@@ -433,6 +489,45 @@ class HPAImageSequence(Sequence):
         return np.stack(samples, axis=0)
 
 
+def _as_names(value, name, *, kind, require_str=True):
+    """A sequence argument as a tuple; a bare string is one name, as the estimators take it."""
+    if isinstance(value, str):
+        return (value,)
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a sequence of {kind}, or one as a string; got {value!r} of type "
+            f"{type(value).__name__}."
+        ) from None
+    if require_str:
+        for item in values:
+            if not isinstance(item, str):
+                raise TypeError(
+                    f"{name} must be {kind} (str); got {item!r} of type {type(item).__name__}."
+                )
+    return values
+
+
+def _check_n_jobs(n_jobs):
+    """Decoding threads: a positive int, -1 for every core, or None for one thread."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral):
+        raise TypeError(
+            f"n_jobs must be an int (threads), -1 (every core) or None (one thread); got "
+            f"{n_jobs!r} of type {type(n_jobs).__name__}."
+        )
+    if n_jobs == -1:
+        return os.cpu_count() or 1
+    if n_jobs < 1:
+        raise ValueError(
+            f"n_jobs={n_jobs} means no thread; pass a positive number of threads, -1 for "
+            "every core, or None for one thread."
+        )
+    return int(n_jobs)
+
+
 def load_hpa(
     image_dir,
     labels_csv=None,
@@ -453,19 +548,21 @@ def load_hpa(
     labels_csv : path-like, optional
         ``Id,Target`` CSV (2018, space-separated) or ``ID,Label`` (2021,
         ``|``-separated). When given, its ids (in its order) are the samples.
-    channels : sequence of str, default=("red", "green", "blue", "yellow")
-        Channels to read, in the order of the last image axis.
-    ids : sequence of str, optional
-        Restrict to these samples, in this order. Without labels and ids, every
-        sample found in ``image_dir`` is loaded, sorted by id.
+    channels : str or sequence of str, default=("red", "green", "blue", "yellow")
+        Channels to read, in the order of the last image axis; one name alone reads
+        that channel.
+    ids : str or sequence of str, optional
+        Restrict to these samples, in this order (one id alone loads that sample).
+        Without labels and ids, every sample found in ``image_dir`` is loaded, sorted
+        by id.
     lazy : bool, default=False
         Return an :class:`HPAImageSequence` of paths instead of decoded pixels.
     classes : {"hpa2018", "hpa2021"} or sequence of str, default="hpa2018"
         The class table for the labels.
     return_X_y : bool, default=False
         Return ``(images, labels)`` instead of a Bunch.
-    n_jobs : int, default=4
-        Threads for decoding.
+    n_jobs : int or None, default=4
+        Threads for decoding; -1 uses every core, None one thread.
 
     Returns
     -------
@@ -481,6 +578,8 @@ def load_hpa(
     ValueError
         An id is unknown, a label is out of range, a file is corrupt or channel
         sizes disagree.
+    TypeError
+        An argument has the wrong type (``channels=5``, ``n_jobs="4"``, ``classes=1``).
 
     Examples
     --------
@@ -499,9 +598,16 @@ def load_hpa(
         raise FileNotFoundError(
             f"Image folder {str(image_dir)!r} does not exist or is not a folder."
         )
-    channels = tuple(str(c).lower() for c in channels)
+    channels = tuple(c.lower() for c in _as_names(channels, "channels", kind="channel names"))
     if not channels:
         raise ValueError("channels is empty; name at least one channel, e.g. ('green',).")
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"channels {channels} names a channel twice; name each once.")
+    if ids is not None:
+        ids = [str(s) for s in _as_names(ids, "ids", kind="sample ids", require_str=False)]
+        if not ids:
+            raise ValueError("ids is empty; pass the sample ids to load, or None for all.")
+    n_jobs = _check_n_jobs(n_jobs)
     table = _class_table(classes)
     found = _index_directory(image_dir, channels)
 

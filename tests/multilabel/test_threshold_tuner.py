@@ -8,7 +8,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 from protloc.model_selection import MultilabelStratifiedKFold
-from protloc.multilabel import BinaryRelevance, LabelPowersetSVM, ThresholdTuner, tune_thresholds
+from protloc.multilabel import (
+    BinaryRelevance,
+    LabelPowersetSVM,
+    ThresholdTuner,
+    UndecidableThresholdWarning,
+    tune_thresholds,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +33,18 @@ def test_tune_thresholds_example():
     np.testing.assert_allclose(tune_thresholds(Y, scores), [0.55, 0.25])
 
 
-def test_tune_thresholds_degenerate_labels():
+def test_tune_thresholds_degenerate_labels_keep_the_fallback():
     Y = np.array([[0, 1], [0, 1], [0, 1]])
-    thresholds = tune_thresholds(Y, np.array([[0.1, 0.2], [0.5, 0.1], [0.3, 0.9]]))
-    assert thresholds[0] == np.inf and thresholds[1] == -np.inf
+    with pytest.warns(UndecidableThresholdWarning, match=r"0 \(no positive.*1 \(no negative"):
+        thresholds = tune_thresholds(Y, np.array([[0.1, 0.2], [0.5, 0.1], [0.3, 0.9]]))
+    np.testing.assert_array_equal(thresholds, [0.5, 0.5])
+
+
+def test_keeping_every_sample_gives_the_lowest_score_not_minus_inf():
+    # the positives score lowest: the F1-best cut keeps every sample
+    Y = np.array([[0], [0], [1], [1]])
+    thresholds = tune_thresholds(Y, np.array([[0.9], [0.8], [0.2], [0.1]]))
+    assert thresholds[0] == 0.1
 
 
 def test_tuned_threshold_beats_every_other_cut():

@@ -8,12 +8,13 @@ Taormina et al. 2025 found LP over an SVM best on HPA features.
 
 from ._binary_relevance import BinaryRelevance
 from ._powerset import LabelPowerset, LabelPowersetSVM
-from ._thresholds import ThresholdTuner, tune_thresholds
+from ._thresholds import ThresholdTuner, UndecidableThresholdWarning, tune_thresholds
 
 __all__ = [
     "BinaryRelevance",
     "LabelPowerset",
     "LabelPowersetSVM",
     "ThresholdTuner",
+    "UndecidableThresholdWarning",
     "tune_thresholds",
 ]

@@ -1,5 +1,6 @@
 """Per-label decision thresholds tuned on out-of-fold scores for the best F1."""
 
+import warnings
 from numbers import Integral
 from typing import ClassVar
 
@@ -15,12 +16,56 @@ from ._platt import take_rows
 from ._validation import check_label_matrix, check_meta_X, check_n_samples, multilabel_meta_tags
 
 
+class UndecidableThresholdWarning(UserWarning):
+    """Warns that some labels' thresholds could not be tuned and got the default cut.
+
+    A label is *undecidable* when the samples its threshold is tuned on hold fewer
+    than 2 positives or no negative: one positive sample fixes no cut worth keeping
+    (below it, the best F1 may well be "predict every sample"), and with no negative
+    nothing is left to tell apart.
+    """
+
+
+def _undecidable_labels(Y):
+    """Boolean mask of the labels of ``Y`` with fewer than 2 positives or no negative."""
+    n_pos = Y.sum(axis=0)
+    return (n_pos < 2) | (n_pos == Y.shape[0])
+
+
+def _warn_undecidable(
+    Y,
+    fallback,
+    label_names=None,
+    *,
+    where="the scores",
+    fix="Give these labels more samples, or drop them.",
+):
+    """One :class:`UndecidableThresholdWarning` naming every undecidable label of ``Y``."""
+    undecidable = np.flatnonzero(_undecidable_labels(Y))
+    if undecidable.size == 0:
+        return
+    n_pos = Y.sum(axis=0)
+    reasons = []
+    for j in undecidable:
+        name = repr(label_names[j]) if label_names is not None else str(j)
+        count = int(n_pos[j])
+        if count >= 2:
+            why = "no negative sample"
+        else:
+            why = "1 positive sample" if count == 1 else "no positive sample"
+        reasons.append(f"{name} ({why})")
+    plural = "s" if len(reasons) > 1 else ""
+    warnings.warn(
+        f"Label{plural} {', '.join(reasons)}: no threshold can be tuned on {where}, which "
+        f"needs at least 2 positive samples and 1 negative per label, so the default "
+        f"threshold {fallback:g} is kept. {fix}",
+        UndecidableThresholdWarning,
+        stacklevel=3,
+    )
+
+
 def _best_f1_threshold(y, s):
     n_pos = int(y.sum())
-    if n_pos == 0:
-        return np.inf
-    if n_pos == len(y):
-        return -np.inf
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
     # the last index of each run of equal scores: a cut keeps whole runs together
@@ -30,18 +75,33 @@ def _best_f1_threshold(y, s):
     f1 = 2.0 * tp / (predicted + n_pos)
     best = int(np.argmax(f1))
     if best == len(ends) - 1:
-        return -np.inf
+        # keeping every sample: the lowest score, so that lower unseen scores stay out
+        return s[-1]
     # halfway to the next lower score, so unseen scores near the cut fall either side fairly
     return 0.5 * (s[ends[best]] + s[ends[best] + 1])
 
 
-def tune_thresholds(Y, scores):
+def _tune(Y, scores, fallback):
+    """Thresholds of :func:`tune_thresholds`, without validation or warning."""
+    undecidable = _undecidable_labels(Y)
+    return np.array(
+        [
+            fallback if undecidable[j] else _best_f1_threshold(Y[:, j], scores[:, j])
+            for j in range(Y.shape[1])
+        ],
+        dtype=np.float64,
+    )
+
+
+def tune_thresholds(Y, scores, *, fallback=0.5, label_names=None):
     """Per-label thresholds maximising each label's F1 score.
 
     Predicting ``scores[:, j] >= thresholds[j]`` gives the best F1 on these data for
     label ``j``. The threshold lies halfway between the lowest score kept and the next
-    lower one. A label with no positive sample gets ``+inf`` (never predicted), one with
-    only positives ``-inf``.
+    lower one (at the lowest score when every sample is kept), so every threshold is
+    finite. A label with fewer than 2 positive samples or no negative one cannot be
+    tuned: it gets ``fallback``, and one :class:`UndecidableThresholdWarning` names
+    all such labels.
 
     Parameters
     ----------
@@ -50,11 +110,21 @@ def tune_thresholds(Y, scores):
     scores : array-like of shape (n_samples, n_labels)
         Scores, higher meaning more likely; use out-of-fold scores, as
         :class:`ThresholdTuner` does, or the thresholds overfit.
+    fallback : float, default=0.5
+        Threshold of the labels that cannot be tuned: the scores' own decision
+        threshold, 0.5 for probabilities, 0 for decision functions.
+    label_names : sequence of str, optional
+        Names of the labels, for the warning; column indices when omitted.
 
     Returns
     -------
     thresholds : ndarray of shape (n_labels,)
-        One threshold per label.
+        One finite threshold per label.
+
+    Warns
+    -----
+    UndecidableThresholdWarning
+        Some label has fewer than 2 positive samples or no negative one.
 
     Examples
     --------
@@ -71,7 +141,17 @@ def tune_thresholds(Y, scores):
             f"scores must have the shape of Y, {Y.shape}; got {scores.shape}. Pass per-label "
             "scores, e.g. predict_proba of BinaryRelevance or LabelPowerset."
         )
-    return np.array([_best_f1_threshold(Y[:, j], scores[:, j]) for j in range(Y.shape[1])])
+    if not np.isfinite(scores).all():
+        raise ValueError(
+            "scores hold NaN or infinity; thresholds need finite scores. Check the "
+            "estimator that produced them."
+        )
+    if not np.isfinite(fallback):
+        raise ValueError(f"fallback must be a finite threshold, got {fallback}.")
+    if label_names is not None and len(label_names) != Y.shape[1]:
+        raise ValueError(f"label_names has {len(label_names)} names but Y has {Y.shape[1]} labels.")
+    _warn_undecidable(Y, fallback, label_names)
+    return _tune(Y, scores, fallback)
 
 
 def _fold_scores(estimator, X, Y, train, test, method, pairwise):
@@ -91,7 +171,8 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     Out-of-fold per-label scores (``predict_proba`` or ``decision_function`` of
     ``estimator``) are computed by cross-validation; each label's threshold is the one
-    with the best F1 on them (:func:`tune_thresholds`). ``estimator`` is then refitted
+    with the best F1 on them (:func:`tune_thresholds`); a label too rare to tune
+    keeps the default cut, with a warning. ``estimator`` is then refitted
     on all data, and :meth:`predict` thresholds its scores. The Kaggle HPA 2018
     winners tuned thresholds this way; it helps rare labels most.
 
@@ -117,7 +198,10 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     estimator_ : classifier
         ``estimator`` refitted on all data.
     thresholds_ : ndarray of shape (n_labels,)
-        Tuned threshold of each label (+inf: label never positive in training).
+        Tuned threshold of each label, always finite. A label with fewer than 2
+        positive samples or no negative one keeps the estimator's own cut (0.5 on
+        probabilities, 0 on decision functions), with an
+        :class:`UndecidableThresholdWarning`.
     oof_scores_ : ndarray of shape (n_samples, n_labels)
         The out-of-fold scores the thresholds were tuned on.
     response_method_ : str
@@ -214,7 +298,9 @@ class ThresholdTuner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             oof[test] = scores
         self.response_method_ = method
         self.oof_scores_ = oof
-        self.thresholds_ = tune_thresholds(Y, oof)
+        # an undecidable label keeps the estimator's own cut on these scores
+        fallback = 0.5 if method == "predict_proba" else 0.0
+        self.thresholds_ = tune_thresholds(Y, oof, fallback=fallback)
         self.estimator_ = clone(self.estimator).fit(X, Y)
         self.classes_ = [np.array([0, 1]) for _ in range(Y.shape[1])]
         return self

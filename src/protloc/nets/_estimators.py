@@ -27,7 +27,7 @@ from protloc._cache import hash_array, hash_params
 from protloc._torch import autocast_dtype, import_torch, resolve_device
 from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
 from protloc.io import resolve_channels as _resolve_channels
-from protloc.multilabel import tune_thresholds
+from protloc.multilabel._thresholds import _tune, _warn_undecidable
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
 from protloc.nets._models import (
     ImageDataset,
@@ -44,9 +44,10 @@ __all__ = ["CNNClassifier", "FCNClassifier"]
 def _validation_thresholds(y_val, proba):
     """Per-class F1-best thresholds on the validation split.
 
-    :func:`protloc.multilabel.tune_thresholds` gives an infinite threshold to a class
-    with no positive (or no negative) validation sample; a net must still decide
-    that class on new images, so it keeps 0.5 there.
+    :func:`protloc.multilabel.tune_thresholds` without its warning, which ``fit``
+    gives once rather than every epoch: a class with fewer than 2 positive or no
+    negative validation sample cannot be tuned, and a net must still decide that
+    class on new images, so it keeps 0.5 there.
 
     Examples
     --------
@@ -55,8 +56,7 @@ def _validation_thresholds(y_val, proba):
     >>> _validation_thresholds(Y, P).tolist()
     [0.75, 0.5]
     """
-    thresholds = tune_thresholds(y_val, proba)
-    return np.where(np.isfinite(thresholds), thresholds, 0.5)
+    return _tune(np.asarray(y_val), np.asarray(proba, dtype=np.float64), fallback=0.5)
 
 
 def _validation_split(n_samples, fraction, rng):
@@ -346,6 +346,14 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             # The interrupted run's split, which random_state=None would not redraw.
             train_idx = saved["train_idx"].numpy()
             val_idx = saved["val_idx"].numpy()
+        if self.multilabel_ and self.threshold == "validation":
+            _warn_undecidable(
+                targets[val_idx],
+                0.5,
+                where="the validation split",
+                fix="Raise validation_fraction, give these classes more samples, or pass "
+                "a number as threshold.",
+            )
         field = self.receptive_field_
         train_set = ImageDataset(X, positions, self.image_size, field, targets, train_idx)
         val_set = ImageDataset(X, positions, self.image_size, field, indices=val_idx)
@@ -512,10 +520,34 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     def _load_checkpoint(self, fingerprint):
         """The saved state of this same fit, None without one; raises for another fit's."""
-        if self.checkpoint is None or not Path(self.checkpoint).is_file():
+        if self.checkpoint is None:
+            return None
+        path = Path(self.checkpoint)
+        if path.is_dir():
+            raise ValueError(
+                f"checkpoint={str(path)!r} is a folder; pass the path of a file to write, "
+                f"e.g. {str(path / 'fit.pt')!r}."
+            )
+        if not path.is_file():
             return None
         torch = import_torch()
-        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(str(path), map_location="cpu", weights_only=True)
+        except PermissionError:
+            raise
+        except Exception as exc:  # torch's unpickler raises almost any type for a bad file
+            problem = f"torch cannot read it ({type(exc).__name__})"
+        else:
+            is_ours = isinstance(saved, dict) and "fingerprint" in saved
+            problem = None if is_ours else "it holds no protloc training state"
+        if problem is not None:
+            # torch's own message advises weights_only=False, unsafe on a file of unknown
+            # origin; it is not passed on.
+            raise ValueError(
+                f"Checkpoint {str(path)!r} is not a protloc checkpoint: {problem}. It is "
+                "corrupt or truncated, or another program wrote it. Delete it, or pass "
+                "another checkpoint path."
+            ) from None
         if saved.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"Checkpoint {str(self.checkpoint)!r} was written by a different fit (other "
@@ -708,7 +740,8 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
         File written (atomically) after every epoch with the weights, optimizer,
         schedule and random-generator states. A later :meth:`fit` with the same
         parameters, data and labels resumes from it where training stopped, with
-        the same result as an uninterrupted run; one from a different fit raises."""
+        the same result as an uninterrupted run; one from a different fit, or a
+        file that is not a protloc checkpoint, raises a ValueError."""
 
 _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Class labels; ``arange(n_classes)`` for a multi-label indicator ``y``.

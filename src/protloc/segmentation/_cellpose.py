@@ -153,15 +153,21 @@ def _build_model(spec, device):
             "internet access, copy the model file there from a machine that has it, or pass "
             "the path of a local model file as model=..."
         ) from exc
-    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+    except Exception as exc:  # torch's unpickler raises almost any type for a bad file
         if kind != "path":
             raise
+        # torch's UnpicklingError text advises weights_only=False, unsafe on a file of
+        # unknown origin: it is not passed on.
+        unpickling = isinstance(exc, pickle.UnpicklingError)
+        detail = type(exc).__name__ if unpickling else f"{type(exc).__name__}: {exc}"
         raise ValueError(
             f"Cannot load the Cellpose model file {value!r} with cellpose {version} "
-            f"({type(exc).__name__}: {exc}). Files trained with cellpose 3 load only in "
+            f"({detail}). Either it is not a Cellpose model (corrupt, truncated, or another "
+            "kind of file): re-download or re-export it, or pass another model. Or it was "
+            "trained with another cellpose: files trained with cellpose 3 load only in "
             "cellpose 3.x, and 'cpsam'-based files only in cellpose 4.x; install the "
             "matching version."
-        ) from exc
+        ) from (None if unpickling else exc)
 
 
 def _compact(mask):
