@@ -160,6 +160,10 @@ def test_demo_runs(tmp_path, cellpose_model_path):
         ),
         (["evaluate", "--labels", "{tmp}/l.csv"], "evaluate needs --predictions"),
         (
+            ["evaluate", "--labels", "{tmp}/l.csv", "--predictions", "{tmp}/bad.csv"],
+            "CSV file '{tmp}/bad.csv' has columns ['Name', 'Classes']",
+        ),
+        (
             ["evaluate", "--labels", "{tmp}/l.csv", "--model", "{tmp}/bad.csv"],
             "evaluate --model needs --images",
         ),

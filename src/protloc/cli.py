@@ -229,6 +229,8 @@ def cmd_demo(args):
     from protloc.model_selection import MultilabelStratifiedKFold
 
     start = time.perf_counter()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file; the demo writes its plots to a folder.")
     print(f"protloc {__version__} demo: {args.n_samples} synthetic {args.image_size}px fields")
     X, Y = make_synthetic_hpa(
         args.n_samples, image_size=args.image_size, random_state=args.random_state

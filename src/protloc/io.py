@@ -143,8 +143,8 @@ def parse_targets(text, n_classes=28, *, sample_id=None, allow_empty=False):
         if not 0 <= value < n_classes:
             raise ValueError(
                 f"Label {value}{where} is outside 0..{n_classes - 1}; check that the file "
-                f"uses the {n_classes}-class table (pass classes='hpa2021' for the "
-                "19-class single-cell labels)."
+                f"uses the {n_classes}-class table. (HPA 2021 single-cell labels have 19 "
+                "classes: read them in Python with classes='hpa2021'.)"
             )
         indices.add(value)
     return sorted(indices)
@@ -177,7 +177,7 @@ def _read_label_rows(path, n_classes, allow_empty):
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise ValueError(
-                f"Labels file {str(path)!r} is empty; it needs an 'Id,Target' header and "
+                f"CSV file {str(path)!r} is empty; it needs an 'Id,Target' header and "
                 "one row per sample."
             )
         fields = {name.strip().lower(): name for name in reader.fieldnames}
@@ -189,14 +189,15 @@ def _read_label_rows(path, n_classes, allow_empty):
             other = next((sep for sep in ";\t" if sep in header), None)
             hint = f" It seems separated by {other!r}; save it with commas." if other else ""
             raise ValueError(
-                f"Labels file {str(path)!r} has columns {reader.fieldnames}; it needs an "
-                "'Id' column and a 'Target' (or 'Label') column, as in the Kaggle HPA CSVs." + hint
+                f"CSV file {str(path)!r} has columns {reader.fieldnames}; it needs an "
+                "'Id' column and a 'Target' (or 'Label', or 'Predicted') column, as in the Kaggle "
+                "HPA CSVs." + hint
             )
         ids, rows = [], []
         for row in reader:
             if row[id_col] is None or row[target_col] is None:
                 raise ValueError(
-                    f"Line {reader.line_num} of labels file {str(path)!r} has fewer fields "
+                    f"Line {reader.line_num} of CSV file {str(path)!r} has fewer fields "
                     f"than its header {reader.fieldnames}; give every row an Id and a "
                     f"{target_col}."
                 )
@@ -251,22 +252,21 @@ def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
     path = Path(labels_csv)
     if path.is_dir():
         raise ValueError(
-            f"Labels file {str(path)!r} is a folder; pass the CSV file inside it, e.g. "
+            f"CSV file {str(path)!r} is a folder; pass the CSV file inside it, e.g. "
             f"{str(path / 'train.csv')!r}."
         )
     if not path.is_file():
-        raise FileNotFoundError(f"Labels file {str(path)!r} does not exist.")
+        raise FileNotFoundError(f"CSV file {str(path)!r} does not exist.")
     try:
         ids, rows = _read_label_rows(path, len(table), allow_empty)
     except UnicodeDecodeError as exc:
         raise ValueError(
-            f"Labels file {str(path)!r} is not a UTF-8 text CSV (byte {exc.start} cannot be "
+            f"CSV file {str(path)!r} is not a UTF-8 text CSV (byte {exc.start} cannot be "
             "decoded); is it an image or a spreadsheet? Save the labels as CSV (UTF-8)."
         ) from None
     except csv.Error as exc:
         raise ValueError(
-            f"Labels file {str(path)!r} is not a readable CSV ({exc}); save the labels as "
-            "CSV (UTF-8)."
+            f"CSV file {str(path)!r} is not a readable CSV ({exc}); save the labels as CSV (UTF-8)."
         ) from None
     if len(set(ids)) != len(ids):
         seen, dup = set(), None
@@ -275,7 +275,7 @@ def read_labels(labels_csv, *, classes="hpa2018", allow_empty=False):
                 dup = sample_id
                 break
             seen.add(sample_id)
-        raise ValueError(f"Labels file {str(path)!r} lists sample {dup!r} more than once.")
+        raise ValueError(f"CSV file {str(path)!r} lists sample {dup!r} more than once.")
     Y = np.zeros((len(ids), len(table)), dtype=np.uint8)
     for i, indices in enumerate(rows):
         Y[i, indices] = 1
