@@ -66,12 +66,12 @@ def error_text(exc):
 
     Examples
     --------
-    >>> error_text(ValueError("bad file. Re-running with `weights_only=False` will work"))
-    'ValueError: the file holds more than plain tensors, so it was not loaded'
+    >>> print(error_text(ValueError("bad file. Re-running with `weights_only=False` will work")))
+    ValueError: not a file of plain tensors, so torch's safe loader refused it
     """
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if "weights_only" in str(exc):
-        text = "the file holds more than plain tensors, so it was not loaded"
+        text = "not a file of plain tensors, so torch's safe loader refused it"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -165,8 +165,9 @@ def download_timm_weights(backbone, *, progress=True):
     failures = []
     if repo:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+        endpoint = os.environ.get("HF_ENDPOINT") or None
         for name in files:
             try:
                 return Path(
@@ -175,14 +176,21 @@ def download_timm_weights(backbone, *, progress=True):
                         name,
                         revision=revision,
                         cache_dir=hub_cache_dir(),
-                        endpoint=os.environ.get("HF_ENDPOINT") or None,
+                        endpoint=endpoint,
                         library_name="protloc",
                     )
                 )
-            except EntryNotFoundError:
-                continue
+            except EntryNotFoundError as exc:
+                if not isinstance(exc, LocalEntryNotFoundError):  # the hub has no such file
+                    failures.append(f"the hub's {repo!r} has no {name!r}")
+                    continue
+                # Unreachable hub: the cause is the connection error.
+                failures.append(
+                    f"hub {endpoint or 'huggingface.co'}: {error_text(exc.__cause__ or exc)}"
+                )
+                break
             except Exception as exc:  # httpx, hub and file errors come in many types
-                failures.append(f"hub: {error_text(exc)}")
+                failures.append(f"hub {endpoint or 'huggingface.co'}: {error_text(exc)}")
                 break
     if url:
         import torch
@@ -346,8 +354,8 @@ def format_models(records):
     --------
     >>> from pathlib import Path
     >>> print(format_models([ModelRecord("cellpose", "nuclei", Path("n"), 2**20, "x")]))
-    kind      name                                   size  path
-    cellpose  nuclei                               1.0 MB  n
+    kind      name                                      size  path
+    cellpose  nuclei                                  1.0 MB  n
     """
     header = f"{'kind':<9} {'name':<34} {'size':>11}  path"
     return "\n".join([header, *map(str, records)]) if records else "No models available offline."

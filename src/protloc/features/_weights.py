@@ -320,8 +320,7 @@ def load_checkpoint(path):
     except Exception as exc:  # torch and safetensors raise many types for a bad file
         raise ValueError(
             f"Cannot read checkpoint {str(path)!r} ({error_text(exc)}). It must be a state "
-            "dict saved "
-            "with torch.save (tensors only) or a .safetensors file."
+            "dict saved with torch.save (tensors only) or a .safetensors file."
         ) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
