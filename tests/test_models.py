@@ -191,6 +191,7 @@ def test_load_checkpoint_never_passes_on_torch_pickle_advice(tmp_path):
     torch.save({"state_dict": ModelRecord}, tmp_path / "code.pth")
     with pytest.raises(ValueError, match="Cannot read checkpoint") as info:
         load_checkpoint(tmp_path / "code.pth")
+    assert "weights_only" in str(info.value.__cause__)
     assert "weights_only" not in str(info.value)
 
 
@@ -283,3 +284,14 @@ def test_format_models_lists_records(tmp_path):
     assert text.splitlines()[0].split() == ["kind", "name", "size", "path"]
     assert "resnet10t.c3_in1k" in text and str(path) in text
     assert format_models([]) == "No models available offline."
+
+
+def test_model_files_with_pickled_code_are_refused_without_torch_advice(tmp_path):
+    torch.save({"net": ModelRecord}, tmp_path / "code.pth")  # pickles a class
+    image = np.zeros((1, 32, 32, 4), np.uint8)
+    image[0, 10:20, 10:20, 2] = 200
+    seg = CellposeSegmenter(tmp_path / "code.pth", progress=False).fit(image)
+    with pytest.raises(ValueError, match="Cannot load the Cellpose model file") as info:
+        seg.transform(image)
+    assert "weights_only" in str(info.value.__cause__)  # torch's advice, not passed on
+    assert "weights_only" not in str(info.value)

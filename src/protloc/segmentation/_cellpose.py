@@ -162,7 +162,7 @@ def _build_model(spec, device):
             raise
         raise ValueError(
             f"Cannot load the Cellpose model file {value!r} with cellpose {version} "
-            f"({type(exc).__name__}: {exc}). Files trained with cellpose 3 load only in "
+            f"({error_text(exc)}). Files trained with cellpose 3 load only in "
             "cellpose 3.x, and 'cpsam'-based files only in cellpose 4.x; install the "
             "matching version."
         ) from exc
