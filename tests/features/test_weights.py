@@ -1,6 +1,7 @@
 """Weight resolution: packaged ports, local checkpoints, timm's hub through a loopback server."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -61,8 +62,9 @@ def test_packaged_lite_weights_load_every_tensor(backbone):
     spec = resolve_weights(backbone, "packaged", layer="logits")
     source = load_checkpoint(spec.path)
     assert any(k.startswith("_blocks.") for k in source)  # the foreign layout
-    model, has_head, identity = build_backbone(backbone, spec)
+    model, has_head, identity, origin = build_backbone(backbone, spec)
     assert has_head and identity.startswith("packaged:")
+    assert origin == f"packaged:{PACKAGED_WEIGHTS[backbone].distribution}"
     loaded = list(model.state_dict().values())
     assert len(loaded) == len(source)
     for ours, theirs in zip(loaded, source.values()):
@@ -75,9 +77,9 @@ def test_packaged_lite0_classifies_coffee_as_espresso_in_rgb():
     import torch.nn.functional as F
     from skimage import data
 
-    model, _, _ = build_backbone(
+    model = build_backbone(
         "tf_efficientnet_lite0", resolve_weights("tf_efficientnet_lite0", "packaged")
-    )
+    ).model
     x = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
     x = F.interpolate(x, size=(224, 224), mode="bicubic", antialias=True)
     with torch.no_grad():
@@ -239,6 +241,7 @@ _SERVER = textwrap.dedent(
 _CLIENT = textwrap.dedent(
     """
     import sys, numpy as np
+    from protloc.exceptions import ModelUnavailableError
     from protloc.features import CNNFeatureExtractor
     X = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 1), dtype=np.uint8)
     def run(backbone, weights):
@@ -247,9 +250,10 @@ _CLIENT = textwrap.dedent(
     np.testing.assert_array_equal(run("test_efficientnet", "imagenet"), run("test_efficientnet", sys.argv[1]))
     try:
         run("test_resnet", "imagenet")
-    except RuntimeError as exc:
-        assert "never used as a fallback" in str(exc) and "weights='packaged'" in str(exc)
-        print("RAISED", type(exc.__cause__).__name__)
+    except ModelUnavailableError as exc:
+        assert "fetch-models" in str(exc) and "weights='packaged'" in str(exc)
+        assert "has no 'model.safetensors'" in str(exc)
+        print("RAISED")
     """
 )
 
@@ -266,6 +270,7 @@ def test_imagenet_weights_come_from_the_hub_and_failures_raise(tmp_path, checkpo
             "HF_ENDPOINT": f"http://127.0.0.1:{port}",
             "HF_HOME": str(tmp_path / "hf"),
             "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # the protloc under test
         }
         result = subprocess.run(
             [sys.executable, "-c", _CLIENT, str(checkpoint)],

