@@ -276,3 +276,13 @@ def test_predict_after_fit_reuses_the_cache_and_bad_out_fails_before_the_fit(tmp
     assert pred.returncode == 0, pred.stderr
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
     assert after == entries  # every mask and feature came from the cache
+
+
+def test_models_and_fetch_models_offline(tmp_path):
+    env = {"PROTLOC_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    listed = run_cli("models", env=env)
+    assert listed.returncode == 0, listed.stderr
+    fetched = run_cli("fetch-models", "--backbones", "resnet10t", "--cellpose-models", env=env)
+    assert fetched.returncode == 1 and "Traceback" not in fetched.stderr
+    lines = fetched.stderr.strip().splitlines()
+    assert len(lines) == 1 and "resnet10t" in lines[0] and "PROTLOC_OFFLINE" in lines[0]

