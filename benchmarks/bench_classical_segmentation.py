@@ -96,7 +96,7 @@ def main():
         default=["60", "none"],
         help="WatershedSegmenter diameters to score ('none' estimates per image)",
     )
-    parser.add_argument("--threshold-method", default="otsu")
+    parser.add_argument("--threshold-method", default="li")
     parser.add_argument("--cellpose-cache", default=None, help="mask cache for the reference")
     parser.add_argument("--data", default=None)
     parser.add_argument("--model", default=None)

@@ -112,7 +112,7 @@ def test_finds_the_true_nuclei_and_cells_on_synthetic_fields(synthetic, diameter
     """Every true nucleus is found (IoU >= 0.5), and cells pair one-to-one with nuclei.
 
     The synthetic nuclei are textured, blurred discs ~16 px across, touching
-    neighbours in places. Measured: nucleus IoU 0.98 on average (lowest 0.96), cells
+    neighbours in places. Measured: nucleus IoU 0.93 on average (lowest 0.86), cells
     0.77 (lowest 0.66); a merged or missed nucleus scores at most 0.5.
     """
     X, truth = synthetic
@@ -153,7 +153,7 @@ def test_threshold_methods(method):
 def test_threshold_correction_drops_dim_nuclei():
     image = _field([(24, 14), (24, 48)])
     image[..., 2] = np.where(_discs([(24, 48)], 10, (48, 64)), 90, image[..., 2])
-    seg = WatershedSegmenter(diameter=20, progress=False)
+    seg = WatershedSegmenter(diameter=20, threshold_method="otsu", progress=False)
     assert seg.fit_transform(image[None]).n_objects.tolist() == [2]
     # Otsu splits background from both nuclei (~60); twice that keeps only the bright one
     out = seg.set_params(threshold_correction=2.0).fit_transform(image[None])
@@ -252,7 +252,7 @@ def test_cache_key_depends_on_pixels_and_parameters(synthetic, tmp_path):
     assert count() == 2
     for name, value in [
         ("diameter", DIAMETER + 1),
-        ("threshold_method", "li"),
+        ("threshold_method", "otsu"),
         ("threshold_correction", 1.1),
         ("remove_border_cells", True),
     ]:

@@ -21,7 +21,7 @@ _ALGORITHM_VERSION = 1
 _CELL_SIGMA = 2.0
 # Shape of the nucleus search, as fractions of the nucleus diameter (tuned on the 100 real
 # HPA images against Cellpose; see docs/benchmarks.md):
-_SMOOTHING = 0.04  # Gaussian sigma before thresholding
+_SMOOTHING = 0.02  # Gaussian sigma before thresholding (more blurs nuclei together)
 _PEAK_SPACING = 0.35  # least distance between two nucleus centres
 _MIN_AREA = 0.1  # smallest nucleus, as a fraction of a disc of the diameter
 
@@ -46,7 +46,7 @@ def _foreground(plane, *, sigma, method, correction):
     return smooth, smooth > correction * _threshold(smooth, method)
 
 
-def estimate_diameter(plane, *, threshold_method="otsu", threshold_correction=1.0):
+def estimate_diameter(plane, *, threshold_method="li", threshold_correction=1.0):
     """Typical nucleus diameter of a nucleus plane, in pixels (None when it has none).
 
     The diameter of a disc of the area-weighted median area of the thresholded
@@ -59,8 +59,8 @@ def estimate_diameter(plane, *, threshold_method="otsu", threshold_correction=1.
     >>> yy, xx = np.mgrid[:64, :64]
     >>> plane = ((yy - 20) ** 2 + (xx - 20) ** 2 < 10**2) | ((yy - 45) ** 2 + (xx - 40) ** 2 < 10**2)
     >>> plane[2:4, 60:62] = True  # a speck
-    >>> round(estimate_diameter(plane.astype(float)))
-    20
+    >>> 19 <= estimate_diameter(plane.astype(float)) <= 23  # two discs 20 px across
+    True
     """
     from scipy import ndimage
 
@@ -74,7 +74,7 @@ def estimate_diameter(plane, *, threshold_method="otsu", threshold_correction=1.
     return float(2.0 * np.sqrt(areas[np.searchsorted(share, 0.5)] / np.pi))
 
 
-def segment_nuclei(plane, diameter, *, threshold_method="otsu", threshold_correction=1.0):
+def segment_nuclei(plane, diameter, *, threshold_method="li", threshold_correction=1.0):
     """Nucleus labels of one plane: smooth, threshold, fill holes, split by a watershed.
 
     The steps of CellProfiler's IdentifyPrimaryObjects: Gaussian smoothing, an automatic
@@ -88,7 +88,7 @@ def segment_nuclei(plane, diameter, *, threshold_method="otsu", threshold_correc
         The nucleus (DAPI) channel.
     diameter : float
         Typical nucleus diameter in pixels.
-    threshold_method : {"otsu", "li", "triangle"}, default="otsu"
+    threshold_method : {"li", "otsu", "triangle"}, default="li"
     threshold_correction : float, default=1.0
         Factor on the automatic threshold; above 1 is stricter.
 
@@ -171,9 +171,12 @@ class WatershedSegmenter(BaseSegmenter):
         between the centres of two touching nuclei. None estimates it for each image
         from the median area of its thresholded objects. Nuclei in 512-px HPA images
         are about 50 to 80 px across: ``diameter=60`` suits them.
-    threshold_method : {"otsu", "li", "triangle"}, default="otsu"
+    threshold_method : {"li", "otsu", "triangle"}, default="li"
         The automatic threshold of the smoothed nucleus channel
-        (:func:`skimage.filters.threshold_otsu` and its siblings).
+        (:func:`skimage.filters.threshold_li` and its siblings). Li's
+        minimum-cross-entropy threshold sits lower than Otsu's on HPA nuclei and keeps
+        their dim rims and dim nuclei, as Cellpose does: it matched Cellpose's nuclei
+        better on the real HPA images (see the benchmarks page).
     threshold_correction : float, default=1.0
         Factor on the automatic threshold (CellProfiler's "threshold correction
         factor"): above 1 keeps only brighter nuclei, below 1 takes in dimmer ones.
@@ -239,7 +242,7 @@ class WatershedSegmenter(BaseSegmenter):
         nucleus_channel="blue",
         cyto_channels=("red", "yellow"),
         diameter=None,
-        threshold_method="otsu",
+        threshold_method="li",
         threshold_correction=1.0,
         batch_size=8,
         remove_border_cells=False,
