@@ -32,6 +32,7 @@ _EXPORTS = {
     "MultilabelReport": "protloc.metrics",
     "CellposeSegmenter": "protloc.segmentation",
     "SegmentedImages": "protloc.segmentation",
+    "WatershedSegmenter": "protloc.segmentation",
     "RegionCropper": "protloc.regions",
     "CNNFeatureExtractor": "protloc.features",
     "FeatureBlock": "protloc.features",

@@ -1,6 +1,6 @@
-"""scikit-learn estimator checks for CellposeSegmenter and RegionCropper (gathered by tests/test_common.py).
+"""scikit-learn estimator checks for the segmenters and RegionCropper (gathered by tests/test_common.py).
 
-Both estimators keep the default ``two_d_array`` input tag, so that sklearn runs its
+The estimators keep the default ``two_d_array`` input tag, so that sklearn runs its
 API checks (cloning, get/set_params, repr, no work in ``__init__``, unfitted errors,
 sparse rejection, mixin order...). Every check that fits on sklearn's small 2-D
 tabular arrays fails by design: the segmenter takes image batches
@@ -10,7 +10,7 @@ idempotence) is tested in tests/segmentation/ and tests/test_regions.py.
 """
 
 from protloc.regions import RegionCropper
-from protloc.segmentation import CellposeSegmenter
+from protloc.segmentation import CellposeSegmenter, WatershedSegmenter
 
 # Checks that call fit (or transform) with 2-D tabular X.
 _TABULAR_CHECKS = (
@@ -45,8 +45,8 @@ _TABULAR_CHECKS = (
 )
 
 _SEGMENTER_REASON = (
-    "fits on 2-D tabular X; CellposeSegmenter takes image batches (n, rows, cols, "
-    "channels) and rejects 2-D input with a ValueError naming that shape (its real "
+    "fits on 2-D tabular X; the segmenters take image batches (n, rows, cols, "
+    "channels) and reject 2-D input with a ValueError naming that shape (their real "
     "fit/transform, pickling and subset behaviour are in tests/segmentation/)"
 )
 _CROPPER_REASON = (
@@ -61,6 +61,7 @@ ESTIMATOR_CHECKS = [
         CellposeSegmenter(progress=False),
         dict.fromkeys(_TABULAR_CHECKS, _SEGMENTER_REASON),
     ),
+    (WatershedSegmenter(progress=False), dict.fromkeys(_TABULAR_CHECKS, _SEGMENTER_REASON)),
     (
         RegionCropper(crop_size=16),
         {

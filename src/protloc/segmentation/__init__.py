@@ -1,10 +1,17 @@
-"""Nucleus and cell segmentation with Cellpose, and the container of the resulting masks.
+"""Nucleus and cell segmentation (Cellpose, or classical watershed), and the container of masks.
 
 cellpose is imported only when a model is first needed, so importing this package
 stays fast.
 """
 
 from protloc.segmentation._cellpose import CellposeSegmenter, NoNucleiWarning, cellpose_version
+from protloc.segmentation._classical import WatershedSegmenter
 from protloc.segmentation._masks import SegmentedImages
 
-__all__ = ["CellposeSegmenter", "NoNucleiWarning", "SegmentedImages", "cellpose_version"]
+__all__ = [
+    "CellposeSegmenter",
+    "NoNucleiWarning",
+    "SegmentedImages",
+    "WatershedSegmenter",
+    "cellpose_version",
+]

@@ -14,27 +14,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from protloc._cache import DiskCache, hash_array, hash_file
+from protloc._cache import hash_file
 from protloc._models import FETCH_HINT, download_cellpose_model, error_text, is_offline
 from protloc._torch import resolve_device
 from protloc.exceptions import ModelUnavailableError
-from protloc.io import (
-    ContainerOutputMixin,
-    HPAImageSequence,
-    channel_names,
-    check_images,
-    resolve_channels,
-)
+from protloc.segmentation._base import BaseSegmenter, NoNucleiWarning
 from protloc.segmentation._masks import (
-    SegmentedImages,
     assign_cells_to_nuclei,
     cytoplasm_signal,
     grow_cells,
-    load_batch,
     pair_labels,
     remove_border_objects,
 )
@@ -55,10 +47,6 @@ CELLPOSE4_MODELS = ("cpsam",)
 _ALGORITHM_VERSION = 1
 # Smoothing (pixels) of the cytoplasm signal before the watershed threshold.
 _WATERSHED_SIGMA = 2.0
-
-
-class NoNucleiWarning(UserWarning):
-    """Some images have no nucleus; their masks are empty and they yield no cells."""
 
 
 def cellpose_version():
@@ -173,12 +161,7 @@ def _build_model(spec, device):
         ) from (None if unpickling else exc)
 
 
-def _compact(mask):
-    # uint16 halves the cache size; int32 only when an image has more labels than that.
-    return mask.astype(np.uint16) if mask.max(initial=0) < 2**16 else mask
-
-
-class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
+class CellposeSegmenter(BaseSegmenter):
     """Segment nuclei and cells with Cellpose; every cell holds exactly one nucleus.
 
     Nuclei come from a Cellpose model run on the nucleus channel. Cells are then
@@ -341,23 +324,10 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         -------
         self : CellposeSegmenter
         """
-        X = _check_dense(X)
-        names = channel_names(X)
-        (nucleus,), _ = resolve_channels(self.nucleus_channel, names)
-        cyto, _ = resolve_channels(self.cyto_channels, names)
-        if not cyto:
-            raise ValueError("cyto_channels is empty; name at least one cytoplasm channel.")
-        if nucleus in cyto:
-            raise ValueError(
-                f"Channel {names[nucleus]!r} is both the nucleus channel and a cytoplasm "
-                "channel; pick different channels for cyto_channels."
-            )
+        self._fit_channels(X)
         self._model_specs()
         self.device_ = resolve_device(self.device)
         self.cellpose_version_ = cellpose_version()[0]
-        self.channels_ = tuple(names)
-        self.nucleus_channel_ = int(nucleus)
-        self.cyto_channels_ = tuple(int(c) for c in cyto)
         return self
 
     def transform(self, X):
@@ -373,59 +343,15 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
             ``X`` itself (not copied) with the nucleus and cell masks.
         """
         check_is_fitted(self)
-        X = _check_dense(X)
-        names = tuple(channel_names(X))
-        if names != self.channels_:
-            raise ValueError(
-                f"X has channels {names} but the segmenter was fitted on {self.channels_}; "
-                "pass images with the same channels in the same order."
-            )
-        specs = self._model_specs()
-        cache = params = None
-        if self.cache is not None:
-            cache = DiskCache(Path(self.cache).expanduser(), "segmentation")
-            params = self._cache_params(specs)
-        n_images = len(X)
-        nuclei, cells = [None] * n_images, [None] * n_images
-        planes_at = [self.nucleus_channel_, *self.cyto_channels_]
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_images, disable=not self.progress, desc="Segmenting", unit="image")
-        with bar:
-            for start in range(0, n_images, self.batch_size):
-                batch = range(start, min(start + self.batch_size, n_images))
-                planes = [np.ascontiguousarray(im[..., planes_at]) for im in load_batch(X, batch)]
-                for i, (nuc, cel) in zip(batch, self._cached_segment(planes, specs, cache, params)):
-                    nuclei[i], cells[i] = nuc, cel
-                bar.update(len(batch))
-
-        ids = X.ids if isinstance(X, HPAImageSequence) else None
-        empty = [i for i in range(n_images) if nuclei[i].max(initial=0) == 0]
-        if empty:
-            shown = [str(ids[i]) if ids is not None else str(i) for i in empty[:5]]
-            more = ", ..." if len(empty) > 5 else ""
-            warnings.warn(
-                f"{len(empty)} of {n_images} images have no nucleus ({', '.join(shown)}{more}); "
-                "their masks are empty and they yield no cells. Check the nucleus channel, "
-                "the diameter and the images.",
-                NoNucleiWarning,
-                stacklevel=2,
-            )
-        if len({m.shape for m in nuclei}) == 1:
-            nuclei, cells = np.stack(nuclei), np.stack(cells)
-        return SegmentedImages(images=X, nuclei=nuclei, cells=cells, channels=names, ids=ids)
+        # Checked before any image is read: a missing model file fails at once.
+        self._model_specs()
+        return self._segment_images(X)
 
     def __getstate__(self):
         state = super().__getstate__()
         # Loaded networks are large and device-bound; they are rebuilt on first use.
         state.pop("_models", None)
         return state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
-        return tags
 
     # ----------------------------------------------------------------- internals
     def _model_specs(self):
@@ -438,7 +364,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
             specs["cell_model"] = _resolve_model(cell_model, param="cell_model")
         return specs
 
-    def _cache_params(self, specs):
+    def _cache_params(self):
+        specs = self._model_specs()
         params = {
             "algorithm": _ALGORITHM_VERSION,
             "cellpose": self.cellpose_version_,
@@ -485,26 +412,9 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
             masks = model.eval(list(images), **kwargs)[0]
         return [np.asarray(m, dtype=np.int32) for m in masks]
 
-    def _cached_segment(self, planes, specs, cache, params):
-        """Masks of a batch, from the cache where possible."""
-        if cache is None:
-            return self._segment(planes, specs)
-        keys = [cache.key(hash_array(p), params) for p in planes]
-        results = [None] * len(planes)
-        for j, key in enumerate(keys):
-            hit = cache.get(key)
-            if hit is not None and {"nuclei", "cells"} <= set(hit):
-                results[j] = (hit["nuclei"].astype(np.int32), hit["cells"].astype(np.int32))
-        todo = [j for j, result in enumerate(results) if result is None]
-        if todo:
-            for j, result in zip(todo, self._segment([planes[j] for j in todo], specs)):
-                results[j] = result
-                # Written at once, so an interrupted run keeps the images already done.
-                cache.set(keys[j], {"nuclei": _compact(result[0]), "cells": _compact(result[1])})
-        return results
-
-    def _segment(self, planes, specs):
+    def _segment(self, planes):
         """Masks for a list of (rows, cols, 1 + n_cyto) planes: nucleus first."""
+        specs = self._model_specs()
         results = [None] * len(planes)
         # A flat nucleus channel holds no nucleus; Cellpose is not asked.
         active = [j for j, p in enumerate(planes) if p[..., 0].min() != p[..., 0].max()]
@@ -539,14 +449,3 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
                 nuc, cel = remove_border_objects(nuc, cel)
             results[j] = pair_labels(nuc, cel)
         return results
-
-
-def _check_dense(X):
-    from scipy import sparse
-
-    if sparse.issparse(X):
-        raise TypeError(
-            "X is a sparse matrix; CellposeSegmenter takes dense image batches of shape "
-            "(n_images, rows, cols, channels) or an HPAImageSequence."
-        )
-    return check_images(X)
