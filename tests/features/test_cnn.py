@@ -182,7 +182,7 @@ def test_interrupted_run_keeps_its_work(tmp_path, images, checkpoint):
     seq = load_hpa(folder, lazy=True).images
     good = (folder / "d_green.png").read_bytes()
     (folder / "d_green.png").write_bytes(b"not a png")
-    ext = make(checkpoint, cache=tmp_path / "cache", batch_size=4).fit(seq)
+    ext = make(checkpoint, cache=tmp_path / "cache", batch_size=1).fit(seq)
     with pytest.raises(ValueError, match="Cannot decode"):
         ext.transform(seq)
     assert len(_entries(tmp_path / "cache")) == 3  # a, b, c were stored before d failed

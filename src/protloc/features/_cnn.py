@@ -24,15 +24,22 @@ from numbers import Integral
 from typing import ClassVar, NamedTuple
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import DiskCache, hash_array, hash_file, hash_params
 from .._crops import CellCrops
-from .._torch import autocast_dtype, import_torch, resolve_device
+from .._params import (
+    cache_folder,
+    fill_shared_docs,
+    fit_device,
+    runtime_device,
+    seeds,
+    shared_constraints,
+    worker_count,
+)
+from .._torch import autocast_dtype, import_torch
 from ..io import HPAImageSequence, channel_names, check_images, read_image, resolve_channels
 from ._weights import build_backbone, check_backbone_name, resolve_weights
 
@@ -253,15 +260,15 @@ def _sanitise(part):
     return re.sub("_{2,}", "_", str(part)).strip("_") or "x"
 
 
-def _plan(items, planes_per_item, batch_size):
-    """Group consecutive samples into windows of about ``batch_size`` planes."""
-    windows, current, planes = [], [], 0
+def _plan(items, batch_size):
+    """Group consecutive samples into windows of about ``batch_size`` items."""
+    windows, current, count = [], [], 0
     for i, k in enumerate(items):
         current.append(i)
-        planes += int(k) * planes_per_item
-        if planes >= batch_size:
+        count += int(k)
+        if count >= batch_size:
             windows.append(current)
-            current, planes = [], 0
+            current, count = [], 0
     if current:
         windows.append(current)
     return windows
@@ -271,6 +278,7 @@ _DONE = object()
 
 
 # --------------------------------------------------------------------------- estimator
+@fill_shared_docs
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     """Pretrained CNN features per backbone, channel and region, as named blocks.
 
@@ -310,26 +318,20 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         For CellCrops input: how the cells of an image are pooled into its row. Mean
         blocks keep the region name; other poolings append it (``"cell-max"``).
         Ignored for whole-image input.
-    batch_size : int, default=64
-        Network inputs (one channel of one image or crop) per forward pass.
-    device : str, default="auto"
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
-        ``"mps"``.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast precision; ``"auto"`` is bf16 (or fp16) on CUDA and fp32 elsewhere.
-    cache : path-like, default=None
-        Folder of a feature cache (sub-folder ``cnn-features``). Each sample's features
-        are stored under a hash of its pixels (or, for an HPAImageSequence, of its
-        files' bytes) and of the backbone, weights, preprocessing, layer and precision.
-        A re-run, or another cross-validation fold, reads them instead of recomputing;
-        entries are written atomically, so an interrupted run resumes.
-    n_jobs : int, default=None
-        Threads decoding and hashing samples while the network runs; None means 1 and
-        -1 one per CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the random weights of ``weights=None``; unused otherwise.
-    progress : bool, default=True
-        Show a tqdm progress bar per backbone.
+    %(batch_size)s
+        Here: each image (or cell) counts once, whatever its channels and regions;
+        a forward pass holds ``batch_size * channels * regions`` network inputs.
+    %(device)s
+    %(precision)s
+    %(cache)s
+        Here: sub-folder ``cnn-features``, keyed by each sample's pixels (or, for an
+        HPAImageSequence, its files' bytes) and by the backbone, weights,
+        preprocessing, layer and precision.
+    %(n_jobs)s
+        Here: threads decoding and hashing samples while the network runs.
+    %(random_state)s
+        Here: only the random weights of ``weights=None`` are random.
+    %(progress)s
 
     Attributes
     ----------
@@ -351,6 +353,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         (features per block) and ``weights`` (what was loaded).
     init_seed_ : int
         The seed of random weights (``weights=None``).
+    device_ : str
+        The resolved device, e.g. ``"cpu"`` or ``"cuda"``.
 
     Notes
     -----
@@ -390,13 +394,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         "weights": [None, str, os.PathLike, dict],
         "image_size": [None, Interval(Integral, 16, None, closed="left")],
         "cell_pooling": [str, list, tuple],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
-        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
-        "cache": [None, str, os.PathLike],
-        "n_jobs": [None, Integral],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
+        **shared_constraints(
+            "batch_size", "device", "precision", "cache", "n_jobs", "random_state", "progress"
+        ),
     }
 
     def __init__(
@@ -408,7 +408,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         weights="imagenet",
         image_size=None,
         cell_pooling=("mean",),
-        batch_size=64,
+        batch_size=16,
         device="auto",
         precision="auto",
         cache=None,
@@ -512,13 +512,14 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         specs = [resolve_weights(b, self.weights, layer=self.layer) for b in backbones]
         kind, available, X = self._input_layout(X)
         _, names = resolve_channels(self.channels, available)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        (seed,) = seeds(self.random_state, 1)
 
         self.input_kind_ = kind
         self.channel_names_in_ = tuple(available)
         self.channels_ = tuple(names)
         self.regions_ = tuple(X.regions) if kind == "crops" else ("image",)
-        self.init_seed_ = int(seed)
+        self.init_seed_ = seed
+        self.device_ = fit_device(self.device)
 
         self._runtimes = self._build(backbones, specs)
         self.backbone_config_ = {
@@ -539,7 +540,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _build(self, backbones, specs):
         torch = import_torch()
-        device = resolve_device(self.device)
+        device = runtime_device(self)
         amp = autocast_dtype(self.precision, device)
         runtimes = []
         for backbone, spec in zip(backbones, specs):
@@ -725,7 +726,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         blocks = self.feature_blocks_ if level == "image" else self.cell_feature_blocks_
         n_rows = len(source.items) if level == "image" else int(source.items.sum())
         out = self._output(out, (n_rows, blocks[-1].slice.stop if blocks else 0))
-        cache = None if self.cache is None else DiskCache(self.cache, "cnn-features")
+        cache = None if self.cache is None else DiskCache(cache_folder(self.cache), "cnn-features")
         content_keys = [None] * len(source.items)
         row_offsets = np.concatenate([[0], np.cumsum(source.items)])
         pools = self._poolings() if self.input_kind_ == "crops" else ["mean"]
@@ -807,11 +808,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             from concurrent.futures import ThreadPoolExecutor
 
             try:
-                with ThreadPoolExecutor(max(1, effective_n_jobs(self.n_jobs))) as pool:
+                with ThreadPoolExecutor(worker_count(self.n_jobs)) as pool:
                     pieces, owners, n_items = [], [], 0
-                    per_item = R * C
-                    capacity = max(1, self.batch_size // per_item)
-                    for window in _plan(source.items, per_item, self.batch_size):
+                    capacity = self.batch_size
+                    for window in _plan(source.items, self.batch_size):
                         for i, (key, raw, pixels) in zip(window, pool.map(lookup, window)):
                             if stop.is_set():
                                 return

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 from numbers import Integral, Real
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -23,8 +22,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from protloc._cache import hash_array, hash_params
-from protloc._torch import autocast_dtype, import_torch, resolve_device
+from protloc._cache import cache_key, hash_array
+from protloc._params import (
+    cache_folder,
+    fill_shared_docs,
+    fit_device,
+    runtime_device,
+    seeds,
+    shared_constraints,
+    worker_count,
+)
+from protloc._torch import autocast_dtype, import_torch
 from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
 from protloc.io import resolve_channels as _resolve_channels
 from protloc.multilabel import tune_thresholds
@@ -82,7 +90,6 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left")],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "loss": [StrOptions({"bce", "focal"})],
@@ -94,12 +101,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
-        "device": "no_validation",  # a str or torch.device, checked by resolve_device
-        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
-        "num_workers": [Interval(Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
-        "checkpoint": [None, str, os.PathLike],
+        **shared_constraints(
+            "batch_size", "device", "precision", "n_jobs", "random_state", "progress", "checkpoint"
+        ),
     }
 
     def __init__(
@@ -124,7 +128,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         warm_start=False,
         device="auto",
         precision="auto",
-        num_workers=0,
+        n_jobs=None,
         random_state=None,
         progress=True,
         checkpoint=None,
@@ -148,7 +152,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.device = device
         self.precision = precision
-        self.num_workers = num_workers
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.progress = progress
         self.checkpoint = checkpoint
@@ -242,12 +246,14 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     def _loader(self, dataset, *, shuffle, generator=None, device=None):
         torch = import_torch()
+        # n_jobs workers decode samples in parallel; one worker is the main process.
+        workers = worker_count(self.n_jobs)
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
-            num_workers=self.num_workers,
+            num_workers=0 if workers == 1 else workers,
             pin_memory=device is not None and device.type == "cuda",
         )
 
@@ -331,9 +337,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
         torch = import_torch()
         rng = check_random_state(self.random_state)
-        init_seed, loader_seed, augment_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
-        device = resolve_device(self.device)
-        self.device_ = str(device)
+        init_seed, loader_seed, augment_seed = seeds(rng, 3)
+        self.device_ = fit_device(self.device)
+        device = runtime_device(self)
 
         use_validation = self.early_stopping or self.threshold == "validation"
         if use_validation:
@@ -469,9 +475,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, targets, positions):
         """Identifies one fit: parameters that change training, the data's shape, labels."""
-        skip = {"checkpoint", "device", "num_workers", "progress", "warm_start"}
+        skip = {"checkpoint", "device", "n_jobs", "progress", "warm_start"}
         params = {k: v for k, v in self.get_params().items() if k not in skip}
-        return hash_params(
+        return cache_key(
             {
                 "estimator": type(self).__name__,
                 "params": params,
@@ -503,23 +509,36 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             "loss_curve": list(self.loss_curve_),
             "validation_scores": [float(v) for v in self.validation_scores_],
         }
-        path = Path(self.checkpoint)
+        path = self._checkpoint_file(fingerprint)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         torch.save(payload, partial)
         # Atomic: a crash while writing leaves the previous epoch's checkpoint intact.
         os.replace(partial, path)
 
+    def _checkpoint_file(self, fingerprint):
+        """This fit's file in the ``checkpoint`` folder: one file per estimator and fit."""
+        folder = cache_folder(self.checkpoint)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(
+                f"checkpoint={str(self.checkpoint)!r} is a file; checkpoint names a folder "
+                "(each estimator writes its own file into it). Pass a folder path."
+            )
+        return folder / f"{type(self).__name__.lower()}-{fingerprint}.pt"
+
     def _load_checkpoint(self, fingerprint):
-        """The saved state of this same fit, None without one; raises for another fit's."""
-        if self.checkpoint is None or not Path(self.checkpoint).is_file():
+        """The saved state of this same fit, or None when there is none."""
+        if self.checkpoint is None:
+            return None
+        path = self._checkpoint_file(fingerprint)
+        if not path.is_file():
             return None
         torch = import_torch()
-        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("fingerprint") != fingerprint:
             raise ValueError(
-                f"Checkpoint {str(self.checkpoint)!r} was written by a different fit (other "
-                "parameters, data or labels); delete it or pass another checkpoint path."
+                f"Checkpoint {str(path)!r} was not written by this fit (other parameters, "
+                "data or labels); delete it."
             )
         return saved
 
@@ -573,7 +592,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X, positions, _ = self._check_X(X, reset=False)
         dataset = ImageDataset(X, positions, self.image_size, self.receptive_field_)
-        return self._infer(dataset, resolve_device(self.device), self._scores)
+        return self._infer(dataset, runtime_device(self), self._scores)
 
     def decision_function(self, X):
         """Image-level logits.
@@ -662,7 +681,7 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
         max-pooling.
     epochs : int, default=30
         Maximum number of passes over the training data.
-    batch_size : int, default=32
+    %(batch_size)s
     lr : float, default=1e-3
         AdamW learning rate.
     weight_decay : float, default=1e-4
@@ -692,23 +711,12 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
     warm_start : bool, default=False
         Continue training the fitted network in the next :meth:`fit` (for
         ``epochs`` more epochs, with a fresh optimizer) instead of starting anew.
-    device : str, default="auto"
-        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Mixed precision; "auto" is bf16/fp16 autocast on CUDA and fp32 elsewhere.
-    num_workers : int, default=0
-        DataLoader worker processes decoding images; 0 decodes in the main process.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, the validation split, shuffling and
-        augmentation, all through local generators; on the CPU the same seed gives
-        the same weights.
-    progress : bool, default=True
-        Show a progress bar per epoch with the training loss and validation F1.
-    checkpoint : path-like or None, default=None
-        File written (atomically) after every epoch with the weights, optimizer,
-        schedule and random-generator states. A later :meth:`fit` with the same
-        parameters, data and labels resumes from it where training stopped, with
-        the same result as an uninterrupted run; one from a different fit raises."""
+    %(device)s
+    %(precision)s
+    %(n_jobs)s
+    %(random_state)s
+    %(progress)s
+    %(checkpoint)s"""
 
 _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Class labels; ``arange(n_classes)`` for a multi-label indicator ``y``.
@@ -737,6 +745,7 @@ _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Device used by the last fit."""
 
 
+@fill_shared_docs
 class CNNClassifier(_NetClassifier):
     __doc__ = f"""Convolutional network with a dense classifier, trained on the images.
 
@@ -773,6 +782,7 @@ class CNNClassifier(_NetClassifier):
     _kind = "cnn"
 
 
+@fill_shared_docs
 class FCNClassifier(_NetClassifier):
     __doc__ = f"""Fully convolutional network giving one localization map per class.
 
@@ -845,7 +855,7 @@ class FCNClassifier(_NetClassifier):
         warm_start=False,
         device="auto",
         precision="auto",
-        num_workers=0,
+        n_jobs=None,
         random_state=None,
         progress=True,
         checkpoint=None,
@@ -872,7 +882,7 @@ class FCNClassifier(_NetClassifier):
             warm_start=warm_start,
             device=device,
             precision=precision,
-            num_workers=num_workers,
+            n_jobs=n_jobs,
             random_state=random_state,
             progress=progress,
             checkpoint=checkpoint,
@@ -916,4 +926,4 @@ class FCNClassifier(_NetClassifier):
             # Maps stay in the network's per-class sigmoid scale in both tasks.
             return torch.sigmoid(out)
 
-        return self._infer(dataset, resolve_device(self.device), maps)
+        return self._infer(dataset, runtime_device(self), maps)

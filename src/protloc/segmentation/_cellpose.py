@@ -19,7 +19,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array, hash_file
-from protloc._torch import resolve_device
+from protloc._params import (
+    cache_folder,
+    fill_shared_docs,
+    fit_device,
+    runtime_device,
+    shared_constraints,
+)
 from protloc.io import (
     ContainerOutputMixin,
     HPAImageSequence,
@@ -169,6 +175,7 @@ def _compact(mask):
     return mask.astype(np.uint16) if mask.max(initial=0) < 2**16 else mask
 
 
+@fill_shared_docs
 class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
     """Segment nuclei and cells with Cellpose; every cell holds exactly one nucleus.
 
@@ -210,22 +217,19 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         Cellpose's maximum flow error of a kept mask.
     cellprob_threshold : float, default=0.0
         Cellpose's cell-probability threshold; lower finds more and larger masks.
-    batch_size : int, default=8
-        Images decoded and passed to Cellpose per ``eval`` call (and Cellpose's
-        number of tiles run through the network at once).
-    device : {"auto", "cpu", "cuda", "cuda:N", "mps"} or torch.device, default="auto"
-        Where the network runs; "auto" prefers a GPU.
+    %(batch_size)s
+        Here: images decoded and passed to Cellpose per ``eval`` call (also
+        Cellpose's number of tiles run through the network at once).
+    %(device)s
     cell_method : {"watershed", "cellpose"}, default="watershed"
         How cells are grown from the nuclei (see above).
     remove_border_cells : bool, default=False
         Drop cells (and their nuclei) that touch the image border.
-    cache : str, path-like or None, default=None
-        Folder of an on-disk cache of masks. Entries are keyed by a hash of the
-        nucleus and cytoplasm pixels, the model (its file's bytes for a path), the
-        parameters and the cellpose version, so cross-validation folds and re-runs
-        skip segmentation, and an interrupted run resumes where it stopped.
-    progress : bool, default=True
-        Show a progress bar over images.
+    %(cache)s
+        Here: sub-folder ``segmentation``, keyed by the nucleus and cytoplasm pixels,
+        the model (its file's bytes for a path), the parameters and the cellpose
+        version.
+    %(progress)s
 
     Attributes
     ----------
@@ -237,8 +241,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         Positions of the cytoplasm channels.
     cellpose_version_ : str
         The installed cellpose version.
-    device_ : torch.device
-        The resolved device.
+    device_ : str
+        The resolved device, e.g. ``"cpu"`` or ``"cuda"``.
 
     See Also
     --------
@@ -277,12 +281,9 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         "cell_diameter": [Interval(Real, 0, None, closed="neither"), None],
         "flow_threshold": [Interval(Real, 0, None, closed="left")],
         "cellprob_threshold": [Interval(Real, None, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",  # resolve_device checks it in fit
         "cell_method": [StrOptions({"watershed", "cellpose"})],
         "remove_border_cells": ["boolean"],
-        "cache": [str, os.PathLike, None],
-        "progress": ["boolean"],
+        **shared_constraints("batch_size", "device", "cache", "progress"),
     }
 
     def __init__(
@@ -344,7 +345,7 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
                 "channel; pick different channels for cyto_channels."
             )
         self._model_specs()
-        self.device_ = resolve_device(self.device)
+        self.device_ = fit_device(self.device)
         self.cellpose_version_ = cellpose_version()[0]
         self.channels_ = tuple(names)
         self.nucleus_channel_ = int(nucleus)
@@ -374,7 +375,7 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         specs = self._model_specs()
         cache = params = None
         if self.cache is not None:
-            cache = DiskCache(Path(self.cache).expanduser(), "segmentation")
+            cache = DiskCache(cache_folder(self.cache), "segmentation")
             params = self._cache_params(specs)
         n_images = len(X)
         nuclei, cells = [None] * n_images, [None] * n_images
@@ -447,9 +448,10 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
 
     def _get_model(self, spec):
         models = self.__dict__.setdefault("_models", {})
-        key = (spec, str(self.device_))
+        device = runtime_device(self)
+        key = (spec, str(device))
         if key not in models:
-            models[key] = _build_model(spec, self.device_)
+            models[key] = _build_model(spec, device)
         return models[key]
 
     def _eval(self, spec, images, diameter, *, two_channel):

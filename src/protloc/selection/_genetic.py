@@ -34,13 +34,13 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.svm import SVC, NuSVC
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._tags import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from protloc._cache import DiskCache, hash_array, hash_params
+from protloc._cache import DiskCache, cache_key, hash_array, hash_params
+from protloc._params import cache_folder, fill_shared_docs, seeds, shared_constraints
 from protloc.model_selection import MultilabelStratifiedKFold
 from protloc.multilabel import LabelPowersetSVM
 from protloc.selection import _ga_ops, _kernels
@@ -97,6 +97,7 @@ class GenerationState:
     cache_hits: int
 
 
+@fill_shared_docs
 class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     """Select groups of columns (feature blocks) with a genetic algorithm.
 
@@ -168,8 +169,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         Largest number of blocks in an individual (None: no limit); larger
         individuals lose random blocks. Values above the number of blocks mean no
         limit.
-    early_stopping : int, default=10
-        Stop after this many generations without a better best score (None: never).
+    early_stopping : bool, default=True
+        Stop when the best score has not improved for ``n_iter_no_change``
+        generations.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in generations.
     fitness : {"auto", "kernel", "refit"}, default="auto"
         How fitness is computed: "kernel" from summed per-block kernel pieces (an
         error when the estimator does not allow it or memory does not suffice),
@@ -185,25 +189,20 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         every parameter, callbacks are deep-copied by ``clone`` (in a Pipeline's cross
         validation, for instance), so a callback that keeps state should write it to a
         file or a logger rather than to its own attributes.
-    checkpoint : path-like, default=None
-        A folder where the search state (population, random generator, history and
-        fitness memo) is saved atomically after every generation, under a key that
-        hashes the data, blocks, folds and search parameters. A later ``fit`` with
-        the same key resumes from it and gives the result an uninterrupted run would
-        have given; ``generations`` and ``early_stopping`` may differ, so a finished
-        search can be extended.
-    n_jobs : int, default=None
-        Individuals evaluated in parallel with joblib (any backend, Dask included).
-        None means 1 unless in a ``joblib.parallel_config`` context, -1 all
-        processors. The kernel fitness prefers threads, since libsvm releases the
+    %(checkpoint)s
+        Here: sub-folder ``genetic``, saved after every generation (population,
+        random generator, history and fitness memo), keyed by the data, blocks, folds
+        and search parameters; ``generations``, ``early_stopping`` and
+        ``n_iter_no_change`` may differ, so a finished search can be extended.
+    %(n_jobs)s
+        Here: individuals evaluated in parallel with joblib (any backend, Dask
+        included). The kernel fitness prefers threads, since libsvm releases the
         GIL; the refit fitness prefers processes. A ``joblib.parallel_config``
         backend overrides either. With several workers the kernel pieces are stored
         in a memory-mapped file that workers share rather than copy.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the genetic algorithm (not the folds). Pass an int for reproducible
-        searches.
-    progress : bool, default=True
-        Show a progress bar over generations (tqdm, on stderr).
+    %(random_state)s
+        Here: the genetic algorithm (not the folds).
+    %(progress)s
 
     Attributes
     ----------
@@ -284,14 +283,12 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         "elitism": [Interval(Integral, 0, None, closed="left")],
         "tournament_size": [Interval(Integral, 1, None, closed="left")],
         "max_blocks": [None, Interval(Integral, 1, None, closed="left")],
-        "early_stopping": [None, Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "fitness": [StrOptions({"auto", "kernel", "refit"})],
         "max_memory": [None, Interval(Real, 0, None, closed="neither")],
         "callbacks": [None, list],
-        "checkpoint": [None, str, os.PathLike],
-        "n_jobs": [None, Integral],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
+        **shared_constraints("checkpoint", "n_jobs", "random_state", "progress"),
     }
 
     def __init__(
@@ -309,7 +306,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         elitism=2,
         tournament_size=3,
         max_blocks=None,
-        early_stopping=10,
+        early_stopping=True,
+        n_iter_no_change=10,
         fitness="auto",
         max_memory=None,
         callbacks=None,
@@ -331,6 +329,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         self.tournament_size = tournament_size
         self.max_blocks = max_blocks
         self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.fitness = fitness
         self.max_memory = max_memory
         self.callbacks = callbacks
@@ -467,7 +466,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         scoring = self.scoring
         if callable(scoring):
             scoring = getattr(scoring, "__qualname__", type(scoring).__name__)
-        return DiskCache.key(
+        return cache_key(
             hash_array(X),
             hash_array(y),
             hash_params([hash_array(b) for b in self.blocks_]),
@@ -493,9 +492,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         n_blocks = len(self.blocks_)
         max_blocks = None if self.max_blocks is None else min(self.max_blocks, n_blocks)
         mutation_rate = 1.0 / n_blocks if self.mutation_rate == "auto" else self.mutation_rate
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        (seed,) = seeds(self.random_state, 1)
         run = _Run(fitness, np.random.default_rng(seed))
-        cache = None if checkpoint_key is None else DiskCache(self.checkpoint, "genetic")
+        cache = (
+            None if checkpoint_key is None else DiskCache(cache_folder(self.checkpoint), "genetic")
+        )
         saved = None if cache is None else cache.get(checkpoint_key)
         bar = tqdm(
             total=self.generations, disable=not self.progress, desc=type(self).__name__, unit="gen"
@@ -542,11 +543,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         return any([bool(callback(state)) for callback in self.callbacks])
 
     def _stagnant(self, run):
-        if self.early_stopping is None:
+        if not self.early_stopping:
             return False
         # Progress is a better rank of the best individual so far: a higher score, or the
         # same score with fewer blocks; rank ties go to the generation that found it first.
-        return run.generation - run.best_generation() >= self.early_stopping
+        return run.generation - run.best_generation() >= self.n_iter_no_change
 
     def _set_result(self, run):
         self.history_ = run.history_arrays()
