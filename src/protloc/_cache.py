@@ -33,11 +33,14 @@ def hash_array(array):
     True
     >>> hash_array(np.zeros(3)) == hash_array(np.zeros(3, np.float32))
     False
+    >>> hash_array(np.zeros((0, 4))) == hash_array(np.zeros((0, 5)))
+    False
     """
     array = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
     h.update(f"{array.dtype.str}|{array.shape}|".encode())
-    h.update(memoryview(array).cast("B"))
+    if array.size:  # memoryview refuses to cast an empty array (an image without cells)
+        h.update(memoryview(array).cast("B"))
     return h.hexdigest()
 
 
