@@ -22,7 +22,7 @@ _EXPORTS = {
     "HPAImageSequence": "protloc.io",
     "load_hpa": "protloc.io",
     "read_labels": "protloc.io",
-    "CellCrops": "protloc._crops",
+    "CellCrops": "protloc._containers",
     "make_synthetic_hpa": "protloc.datasets",
     "synthetic_class_names": "protloc.datasets",
     "MultilabelStratifiedKFold": "protloc.model_selection",

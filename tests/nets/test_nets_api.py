@@ -448,7 +448,7 @@ def test_nan_in_lazy_images_raises(tmp_path):
     import tifffile
 
     X, Y = tiny_data(n=8)
-    X = X.astype(np.float32)
+    X = X.astype(np.float32) / 255
     X[5, 0, 0, 2] = np.nan
     for i, image in enumerate(X):
         for c, name in enumerate(("red", "green", "blue", "yellow")):

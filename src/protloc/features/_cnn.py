@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import warnings
 from contextlib import nullcontext
 from numbers import Integral
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
@@ -29,7 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import DiskCache, hash_array, hash_file, hash_params
-from .._crops import CellCrops
+from .._containers import CellCrops, HPAImageSequence
 from .._params import (
     cache_folder,
     fill_shared_docs,
@@ -40,7 +39,16 @@ from .._params import (
     worker_count,
 )
 from .._torch import autocast_dtype, import_torch
-from ..io import HPAImageSequence, channel_names, check_images, read_image, resolve_channels
+from .._validation import (
+    channel_names,
+    check_channels_match,
+    check_images,
+    check_pixel_dtype,
+    check_pixel_range,
+    resolve_channels,
+    to_unit_float,
+)
+from ._blocks import FeatureBlock, sanitise
 from ._weights import build_backbone, check_backbone_name, resolve_weights
 
 __all__ = ["CNNFeatureExtractor", "FeatureBlock", "NoCellsWarning"]
@@ -50,32 +58,6 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bumped whenever preprocessing changes, so old cache entries are never reused.
 _FORMAT_VERSION = 1
-
-
-class FeatureBlock(NamedTuple):
-    """One block of output columns: the features of one backbone, channel and region.
-
-    Attributes
-    ----------
-    name : str
-        ``"<backbone>__<channel>__<region>"``; the block's columns are named
-        ``"<name>__<k>"``.
-    backbone : str
-        The timm model name (with ``"__"`` collapsed to ``"_"``).
-    channel : str
-        The channel name, e.g. ``"green"``.
-    region : str
-        ``"image"`` for whole images; for cell crops the region (``"nucleus"``,
-        ``"cell"``, ...), with ``"-max"`` appended for max-pooled blocks.
-    slice : slice
-        The block's columns in the output.
-    """
-
-    name: str
-    backbone: str
-    channel: str
-    region: str
-    slice: slice
 
 
 class NoCellsWarning(UserWarning):
@@ -103,22 +85,17 @@ class _FileSource:
     """Samples of an HPAImageSequence; only the selected channel files are read."""
 
     def __init__(self, seq, positions):
-        self.paths = seq.paths[:, list(positions)]
+        self.seq, self.positions = seq, list(positions)
+        self.paths = seq.paths[:, self.positions]
         self.ids = seq.ids
         self.regions = ("image",)
         self.items = np.ones(len(seq), dtype=np.int64)
 
     def load(self, i):
-        planes = [read_image(p, sample_id=self.ids[i]) for p in self.paths[i]]
-        if len({plane.shape for plane in planes}) > 1:
-            raise ValueError(
-                f"Sample {self.ids[i]!r} has channel images of different sizes "
-                f"({[plane.shape for plane in planes]}); all channels of a sample must "
-                "have the same rows and cols."
-            )
-        image = np.stack(planes, axis=-1)[None]
-        if image.dtype.kind == "f" and not np.isfinite(image).all():
-            raise ValueError(f"Sample {self.ids[i]!r} contains NaN or Inf pixels.")
+        image = self.seq.read_sample(i, self.positions)[None]
+        name = f"Sample {self.ids[i]!r}"
+        check_pixel_dtype(image.dtype, name=name)
+        check_pixel_range(image, name=name)
         return [image]
 
     def content_key(self, i):
@@ -240,12 +217,7 @@ def _unit_planes(arr, size, mode, device):
             resize = False
         t = t.float().mul_(1.0 / 255.0)
     else:
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.float32)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(np.float32) * np.float32(1.0 / np.iinfo(arr.dtype).max)
-        else:
-            arr = arr.astype(np.float32)
+        arr = to_unit_float(arr)
         t = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).reshape(k * C, 1, rows, cols)
     if resize:
         t = F.interpolate(t, size=(size, size), mode=mode, antialias=True, align_corners=False)
@@ -253,11 +225,6 @@ def _unit_planes(arr, size, mode, device):
 
 
 _TORCH_MODES = {"bicubic": "bicubic", "bilinear": "bilinear"}
-
-
-def _sanitise(part):
-    """Keep ``"__"`` free for the name separator."""
-    return re.sub("_{2,}", "_", str(part)).strip("_") or "x"
 
 
 def _plan(items, batch_size):
@@ -284,9 +251,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     Each channel of each image (or of each cell's region crop) is resized to
     ``image_size``, repeated into 3 identical planes, normalised with the weights'
-    mean and std, and passed through every backbone. Integer pixels are divided by
-    their dtype's maximum (255 for ``uint8``, 65535 for ``uint16``); float pixels are
-    taken as already in [0, 1]. The output of one (backbone, channel, region) is one
+    mean and std, and passed through every backbone. Pixels follow the one
+    pixel-scale contract (user guide, "Pixel scale"): ``uint8`` / 255, ``uint16`` /
+    65535, floats taken as [0, 1]; other dtypes are refused. The output of one (backbone, channel, region) is one
     feature block; blocks are ordered by backbone, then channel, then region (then
     pooling), as listed in ``feature_blocks_``.
 
@@ -459,16 +426,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             if X.n_images == 0:
                 raise ValueError("The CellCrops holds no images; pass at least one image.")
             for region, array in X.crops.items():
-                if array.dtype.kind not in "biuf":
-                    raise TypeError(
-                        f"Crops of region {region!r} have dtype {array.dtype}; crops must "
-                        "hold integer, bool or float pixels."
-                    )
-                if array.dtype.kind == "f" and not np.isfinite(array).all():
-                    raise ValueError(
-                        f"Crops of region {region!r} contain NaN or Inf values; clean the "
-                        "images before cropping."
-                    )
+                check_pixel_dtype(array.dtype, name=f"Crops of region {region!r}")
+                check_pixel_range(array, name=f"Crops of region {region!r}")
             return "crops", tuple(X.channels), X
         X = check_images(X, allow_lazy=True)
         if isinstance(X, HPAImageSequence):
@@ -579,12 +538,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _blocks(self, pools):
         blocks, start = [], 0
         for rt in self._runtimes:
-            backbone = _sanitise(rt.backbone)
+            backbone = sanitise(rt.backbone)
             for channel in self.channels_:
                 for region in self.regions_:
                     for pool in pools:
                         label = region if pool == "mean" else f"{region}-{pool}"
-                        channel_s, label_s = _sanitise(channel), _sanitise(label)
+                        channel_s, label_s = sanitise(channel), sanitise(label)
                         name = f"{backbone}__{channel_s}__{label_s}"
                         blocks.append(
                             FeatureBlock(
@@ -628,6 +587,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 f"This extractor was fitted on {self.input_kind_} but got {kind}; fit and "
                 "transform the same kind of input."
             )
+        check_channels_match(available, self.channel_names_in_, estimator=type(self).__name__)
         if kind == "crops" and tuple(X.regions) != self.regions_:
             raise ValueError(
                 f"The crops have regions {X.regions} but the extractor was fitted on "
@@ -691,11 +651,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.asarray(
-            [
-                f"{b.name}__{k}"
-                for b in self.feature_blocks_
-                for k in range(b.slice.stop - b.slice.start)
-            ],
+            [name for block in self.feature_blocks_ for name in block.column_names()],
             dtype=object,
         )
 

@@ -23,6 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from protloc._cache import cache_key, hash_array
+from protloc._containers import DEFAULT_CHANNELS, HPAImageSequence
 from protloc._params import (
     cache_folder,
     fill_shared_docs,
@@ -33,8 +34,8 @@ from protloc._params import (
     worker_count,
 )
 from protloc._torch import autocast_dtype, import_torch
-from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
-from protloc.io import resolve_channels as _resolve_channels
+from protloc._validation import channel_names, check_images
+from protloc._validation import resolve_channels as _resolve_channels
 from protloc.multilabel import tune_thresholds
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
 from protloc.nets._models import (
@@ -42,6 +43,7 @@ from protloc.nets._models import (
     augment_batch,
     build_network,
     check_image_size,
+    collate_images,
     pool_maps,
     receptive_field,
 )
@@ -164,9 +166,6 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
                 "X is a sparse matrix, and sparse input is not supported; pass images as a "
                 "dense (n, rows, cols, channels) array or an HPAImageSequence."
             )
-        # np.iscomplexobj would decode a whole lazy sequence through __array__.
-        if not isinstance(X, HPAImageSequence) and np.iscomplexobj(X):
-            raise ValueError("Complex data not supported; pass real-valued images.")
         X = check_images(X, allow_lazy=True)
         lazy = isinstance(X, HPAImageSequence)
         n_channels = len(X.channels) if lazy else X.shape[-1]
@@ -254,6 +253,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             shuffle=shuffle,
             generator=generator,
             num_workers=0 if workers == 1 else workers,
+            collate_fn=collate_images,
             pin_memory=device is not None and device.type == "cuda",
         )
 

@@ -19,6 +19,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array, hash_file
+from protloc._containers import (
+    ContainerOutputMixin,
+    HPAImageSequence,
+    SegmentedImages,
+    load_batch,
+)
 from protloc._params import (
     cache_folder,
     fill_shared_docs,
@@ -26,19 +32,11 @@ from protloc._params import (
     runtime_device,
     shared_constraints,
 )
-from protloc.io import (
-    ContainerOutputMixin,
-    HPAImageSequence,
-    channel_names,
-    check_images,
-    resolve_channels,
-)
+from protloc._validation import channel_names, check_channels_match, check_images, resolve_channels
 from protloc.segmentation._masks import (
-    SegmentedImages,
     assign_cells_to_nuclei,
     cytoplasm_signal,
     grow_cells,
-    load_batch,
     pair_labels,
     remove_border_objects,
 )
@@ -367,11 +365,7 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = _check_dense(X)
         names = tuple(channel_names(X))
-        if names != self.channels_:
-            raise ValueError(
-                f"X has channels {names} but the segmenter was fitted on {self.channels_}; "
-                "pass images with the same channels in the same order."
-            )
+        check_channels_match(names, self.channels_, estimator=type(self).__name__)
         specs = self._model_specs()
         cache = params = None
         if self.cache is not None:
