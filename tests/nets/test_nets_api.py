@@ -475,7 +475,7 @@ def test_warm_start_with_different_classes_raises():
         (None, "requires y to be passed"),
         (np.linspace(0, 1, 24), "Unknown label type"),
         (np.zeros(24), "only one class"),
-        (np.full(24, np.nan), "NaN or infinity"),
+        (np.full(24, np.nan), "y contains NaN"),
     ],
 )
 def test_bad_y_raises(y, match):

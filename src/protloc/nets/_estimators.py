@@ -34,7 +34,7 @@ from protloc._params import (
     worker_count,
 )
 from protloc._torch import autocast_dtype, import_torch
-from protloc._validation import channel_names, check_images
+from protloc._validation import channel_names, check_images, check_target
 from protloc._validation import resolve_channels as _resolve_channels
 from protloc.multilabel import tune_thresholds
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
@@ -191,19 +191,12 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         return X, positions, names
 
     def _check_y(self, y):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None; "
-                "pass labels as an indicator matrix or a 1-d array of classes."
-            )
-        y = np.asarray(y)
-        if y.dtype.kind in "fc" and not np.isfinite(y).all():
-            raise ValueError("Input y contains NaN or infinity; labels must be finite.")
-        kind = type_of_target(y, input_name="y")
-        if kind == "multilabel-indicator":
+        y, multilabel = check_target(y, estimator_name=type(self).__name__)
+        if multilabel:
             Y = y.astype(np.float32)
             return Y, np.arange(Y.shape[1]), True
         check_classification_targets(y)
+        kind = type_of_target(y, input_name="y")
         if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"y of type {kind!r} is not supported; pass a 0/1 indicator matrix "
