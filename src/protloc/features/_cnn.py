@@ -49,13 +49,17 @@ from .._validation import (
     to_unit_float,
 )
 from ._blocks import FeatureBlock, sanitise
-from ._weights import build_backbone, check_backbone_name, resolve_weights
+from ._weights import (
+    _IMAGENET_MEAN,
+    _IMAGENET_STD,
+    build_backbone,
+    check_backbone_name,
+    resolve_weights,
+)
 
 __all__ = ["CNNFeatureExtractor", "FeatureBlock", "NoCellsWarning"]
 
 _POOLINGS = ("mean", "max")
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bumped whenever preprocessing changes, so old cache entries are never reused.
 _FORMAT_VERSION = 1
 
