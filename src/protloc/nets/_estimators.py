@@ -293,7 +293,8 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, rows, cols, channels) or HPAImageSequence
-            Images; uint8 are scaled by 1/255, uint16 by 1/65535, floats used as is.
+            Images, read by the one pixel-scale contract (user guide, "Pixel scale"):
+            uint8 / 255, uint16 / 65535, floats in [0, 1]; other dtypes are refused.
             A lazy :class:`~protloc.io.HPAImageSequence` is decoded batch by batch.
         y : array-like of shape (n_samples, n_classes) or (n_samples,)
             0/1 indicator matrix (multi-label) or class labels (multi-class).

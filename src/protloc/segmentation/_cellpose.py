@@ -325,6 +325,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : ndarray of shape (n_images, rows, cols, n_channels) or HPAImageSequence
+            Pixels as in the one pixel-scale contract (user guide, "Pixel scale"):
+            uint8, uint16 or floats in [0, 1]; other dtypes are refused.
         y : ignored
 
         Returns
