@@ -102,7 +102,7 @@ def speed(args):
         # (a) the same batches protloc builds, preprocessed beforehand
         images = seq.load()
         per_image = len(CHANNELS)
-        step = max(1, args.batch_size // per_image)
+        step = args.batch_size  # images per forward pass, as CNNFeatureExtractor counts
         batches = [
             rt.planes([(0, [images[a : a + step]])], 1, per_image, "cpu")
             for a in range(0, len(images), step)
@@ -172,7 +172,8 @@ def rss_child(args):
         args.backbone,
         weights=packaged_or_random(args.backbone),
         image_size=args.rss_image_size,
-        batch_size=args.batch_size,
+        # One channel here: as many network inputs per pass as the 4-channel runs.
+        batch_size=args.batch_size * len(CHANNELS),
         device="cpu",
         n_jobs=args.n_jobs,
         progress=False,
@@ -247,7 +248,7 @@ def main():
     parser.add_argument("--n-images", type=int, default=16)
     parser.add_argument("--png-size", type=int, default=512)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per pass")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(

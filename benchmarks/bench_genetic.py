@@ -193,7 +193,7 @@ def full_search(X, Y, width, strong, backend, n_jobs=2, n_floor_samples=40, size
         blocks=width,
         population_size=size,
         generations=size,
-        early_stopping=None,
+        early_stopping=False,
         n_jobs=n_jobs,
         callbacks=[recorder],
         random_state=0,

@@ -42,7 +42,7 @@ def search(X, Y, args, n_jobs):
         cv=3,
         population_size=args.population_size,
         generations=args.generations,
-        early_stopping=None,  # run every generation, so timings compare
+        early_stopping=False,  # run every generation, so timings compare
         n_jobs=n_jobs,
         random_state=0,
         progress=False,

@@ -3,7 +3,7 @@ import pytest
 from sklearn.model_selection import GroupKFold
 from sklearn.utils._indexing import _safe_indexing
 
-from protloc._crops import CellCrops
+from protloc._containers import CellCrops
 
 
 def _crops():

@@ -108,7 +108,10 @@ def test_named_classifiers_fit(name):
     "kwargs, error, match",
     [
         ({"level": "cells"}, ValueError, "level must be one of"),
-        ({"generations": 0}, ValueError, "generations must be a positive integer"),
+        ({"generations": 0}, ValueError, "'generations' parameter of GeneticBlockSelector"),
+        ({"population_size": 1}, ValueError, "'population_size' parameter of GeneticBlock"),
+        ({"batch_size": 0}, ValueError, "'batch_size' parameter of CNNFeatureExtractor"),
+        ({"selector_cv": 1}, ValueError, "n_splits=2 or more"),
         ({"classifier": "lp-forest"}, ValueError, "Unknown classifier 'lp-forest'"),
         ({"classifier": 3}, TypeError, "classifier must be a name"),
         ({"segmenter": "stardist"}, ValueError, "segmenter must be 'watershed', 'cellpose'"),

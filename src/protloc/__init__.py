@@ -10,7 +10,7 @@ Public names are imported lazily, so ``import protloc`` does not import torch, t
 or cellpose.
 """
 
-import importlib
+from protloc._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -22,7 +22,7 @@ _EXPORTS = {
     "HPAImageSequence": "protloc.io",
     "load_hpa": "protloc.io",
     "read_labels": "protloc.io",
-    "CellCrops": "protloc._crops",
+    "CellCrops": "protloc._containers",
     "make_synthetic_hpa": "protloc.datasets",
     "synthetic_class_names": "protloc.datasets",
     "MultilabelStratifiedKFold": "protloc.model_selection",
@@ -51,15 +51,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'protloc' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DiskCache", "hash_array", "hash_file", "hash_params"]
+__all__ = ["DiskCache", "cache_key", "hash_array", "hash_file", "hash_params"]
 
 _DIGEST_SIZE = 20
 
@@ -33,11 +33,14 @@ def hash_array(array):
     True
     >>> hash_array(np.zeros(3)) == hash_array(np.zeros(3, np.float32))
     False
+    >>> hash_array(np.zeros((0, 4))) == hash_array(np.zeros((0, 5)))
+    False
     """
     array = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
     h.update(f"{array.dtype.str}|{array.shape}|".encode())
-    h.update(memoryview(array).cast("B"))
+    if array.size:  # memoryview refuses to cast an empty array (an image without cells)
+        h.update(memoryview(array).cast("B"))
     return h.hexdigest()
 
 
@@ -60,6 +63,22 @@ def hash_params(params):
     """
     text = json.dumps(params, sort_keys=True, default=repr)
     return hashlib.blake2b(text.encode(), digest_size=_DIGEST_SIZE).hexdigest()
+
+
+def cache_key(*parts):
+    """The one cache-key builder: content hashes (str) and JSON-able descriptions.
+
+    Every cache entry, checkpoint file name and fit fingerprint is built here; dict
+    keys are sorted, so the order in which a description is written does not matter.
+
+    Examples
+    --------
+    >>> cache_key("abc", {"a": 1, "b": 2}) == cache_key("abc", {"b": 2, "a": 1})
+    True
+    >>> cache_key("abc", {"a": 1}) == cache_key("abc", {"a": 2})
+    False
+    """
+    return hash_params([p if isinstance(p, str) else hash_params(p) for p in parts])
 
 
 class DiskCache:
@@ -92,10 +111,8 @@ class DiskCache:
     def __repr__(self):
         return f"DiskCache({str(self.directory)!r})"
 
-    @staticmethod
-    def key(*parts):
-        """Combine hashes and JSON-able descriptions into one entry key."""
-        return hash_params([p if isinstance(p, str) else hash_params(p) for p in parts])
+    #: Combine hashes and JSON-able descriptions into one entry key (:func:`cache_key`).
+    key = staticmethod(cache_key)
 
     def _path(self, key):
         # Two-level fan-out keeps folders small for hundreds of thousands of entries.

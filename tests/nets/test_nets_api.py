@@ -335,11 +335,12 @@ def test_checkpoint_resumes_a_crashed_fit_exactly(tmp_path):
     lazy = write_pngs(tmp_path, X)
     params = dict(TINY, epochs=4, early_stopping=True, validation_fraction=0.25, random_state=0)
     reference = CNNClassifier(**params).fit(lazy, Y)
-    path = tmp_path / "ckpt" / "cnn.pt"
+    path = tmp_path / "ckpt"
     # 12 reads per epoch (9 training + 3 validation images): fail inside epoch 3.
     with pytest.raises(OSError, match="the disk went away"):
         CNNClassifier(**params, checkpoint=path).fit(FailingSequence(lazy, 12 * 2 + 5), Y)
-    assert torch.load(path, weights_only=True)["epoch"] == 2
+    (saved,) = path.glob("cnnclassifier-*.pt")
+    assert torch.load(saved, weights_only=True)["epoch"] == 2
     resumed = CNNClassifier(**params, checkpoint=path).fit(lazy, Y)
     assert same_state(state_of(resumed), state_of(reference))
     assert resumed.loss_curve_ == reference.loss_curve_
@@ -354,24 +355,29 @@ def test_checkpoint_keeps_the_split_of_an_unseeded_fit(tmp_path):
     X, Y = tiny_data(n=12)
     lazy = write_pngs(tmp_path, X)
     params = dict(TINY, epochs=3, early_stopping=True, validation_fraction=0.25)
-    path = tmp_path / "cnn.pt"
+    path = tmp_path / "ckpt"
     with pytest.raises(OSError, match="the disk went away"):
         CNNClassifier(**params, checkpoint=path).fit(FailingSequence(lazy, 12 + 5), Y)
-    saved = torch.load(path, weights_only=True)
+    (file,) = path.glob("*.pt")
+    saved = torch.load(file, weights_only=True)
     resumed = CNNClassifier(**params, checkpoint=path).fit(lazy, Y)
     assert resumed.n_epochs_ == 3
     assert resumed.validation_scores_[:1] == saved["validation_scores"]
-    assert torch.equal(torch.load(path, weights_only=True)["val_idx"], saved["val_idx"])
+    assert torch.equal(torch.load(file, weights_only=True)["val_idx"], saved["val_idx"])
 
 
-def test_checkpoint_of_another_fit_raises(tmp_path):
+def test_checkpoint_folder_holds_one_file_per_fit(tmp_path):
     X, Y = tiny_data()
-    path = tmp_path / "fcn.pt"
-    FCNClassifier(**TINY, random_state=0, checkpoint=path).fit(X, Y)
-    with pytest.raises(ValueError, match="written by a different fit"):
-        FCNClassifier(**dict(TINY, lr=0.5), random_state=0, checkpoint=path).fit(X, Y)
-    with pytest.raises(ValueError, match="written by a different fit"):
-        FCNClassifier(**TINY, random_state=0, checkpoint=path).fit(X, 1 - Y)
+    folder = tmp_path / "ckpt"
+    FCNClassifier(**TINY, random_state=0, checkpoint=folder).fit(X, Y)
+    # Another fit (other parameters, other labels) writes its own file beside it.
+    FCNClassifier(**dict(TINY, lr=0.5), random_state=0, checkpoint=folder).fit(X, Y)
+    FCNClassifier(**TINY, random_state=0, checkpoint=folder).fit(X, 1 - Y)
+    assert len(list(folder.glob("fcnclassifier-*.pt"))) == 3
+    afile = tmp_path / "fcn.pt"
+    afile.write_bytes(b"")
+    with pytest.raises(ValueError, match="checkpoint names a folder"):
+        FCNClassifier(**TINY, random_state=0, checkpoint=afile).fit(X, Y)
 
 
 # --------------------------------------------------------------------------- sklearn
@@ -442,7 +448,7 @@ def test_nan_in_lazy_images_raises(tmp_path):
     import tifffile
 
     X, Y = tiny_data(n=8)
-    X = X.astype(np.float32)
+    X = X.astype(np.float32) / 255
     X[5, 0, 0, 2] = np.nan
     for i, image in enumerate(X):
         for c, name in enumerate(("red", "green", "blue", "yellow")):
@@ -469,7 +475,7 @@ def test_warm_start_with_different_classes_raises():
         (None, "requires y to be passed"),
         (np.linspace(0, 1, 24), "Unknown label type"),
         (np.zeros(24), "only one class"),
-        (np.full(24, np.nan), "NaN or infinity"),
+        (np.full(24, np.nan), "y contains NaN"),
     ],
 )
 def test_bad_y_raises(y, match):

@@ -161,7 +161,7 @@ def test_memoised_fitness_accounting(block_problem):
         cv=3,
         population_size=10,
         generations=4,
-        early_stopping=None,
+        early_stopping=False,
         random_state=0,
         progress=False,
     ).fit(X, y)
@@ -174,7 +174,7 @@ def test_memoised_fitness_accounting(block_problem):
 
 def test_checkpoint_resume_equals_uninterrupted_run(block_problem, tmp_path):
     X, y = block_problem
-    params = dict(blocks=3, cv=3, population_size=8, generations=6, early_stopping=None,
+    params = dict(blocks=3, cv=3, population_size=8, generations=6, early_stopping=False,
                   random_state=0, progress=False)  # fmt: skip
     uninterrupted = GeneticBlockSelector(**params).fit(X, y)
 
@@ -227,7 +227,8 @@ def test_early_stopping():
         cv=3,
         population_size=4,
         generations=20,
-        early_stopping=2,
+        early_stopping=True,
+        n_iter_no_change=2,
         random_state=0,
         progress=False,
     ).fit(X, y)

@@ -14,7 +14,7 @@ def test_ga_history_renders_png(block_problem, tmp_path):
         cv=3,
         population_size=6,
         generations=4,
-        early_stopping=None,
+        early_stopping=False,
         random_state=0,
         progress=False,
     ).fit(X, y)

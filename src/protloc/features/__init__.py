@@ -3,7 +3,8 @@
 torch and timm are imported when an extractor is fitted, not when this package is.
 """
 
-from ._cnn import CNNFeatureExtractor, FeatureBlock, NoCellsWarning
+from ._blocks import FeatureBlock, feature_blocks
+from ._cnn import CNNFeatureExtractor, NoCellsWarning
 from ._weights import PACKAGED_WEIGHTS, PackagedWeights
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "FeatureBlock",
     "NoCellsWarning",
     "PackagedWeights",
+    "feature_blocks",
 ]

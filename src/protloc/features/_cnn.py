@@ -16,59 +16,52 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import warnings
 from contextlib import nullcontext
 from numbers import Integral
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import DiskCache, hash_array, hash_file, hash_params
-from .._crops import CellCrops
-from .._torch import autocast_dtype, import_torch, resolve_device
-from ..io import HPAImageSequence, channel_names, check_images, read_image, resolve_channels
-from ._weights import build_backbone, check_backbone_name, resolve_weights
+from .._containers import CellCrops, HPAImageSequence
+from .._params import (
+    cache_folder,
+    fill_shared_docs,
+    fit_device,
+    runtime_device,
+    seeds,
+    shared_constraints,
+    worker_count,
+)
+from .._torch import autocast_dtype, import_torch
+from .._validation import (
+    channel_names,
+    check_channels_match,
+    check_images,
+    check_pixel_dtype,
+    check_pixel_range,
+    resolve_channels,
+    to_unit_float,
+)
+from ._blocks import FeatureBlock, sanitise
+from ._weights import (
+    _IMAGENET_MEAN,
+    _IMAGENET_STD,
+    build_backbone,
+    check_backbone_name,
+    resolve_weights,
+)
 
 __all__ = ["CNNFeatureExtractor", "FeatureBlock", "NoCellsWarning"]
 
 _POOLINGS = ("mean", "max")
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bumped whenever preprocessing changes, so old cache entries are never reused.
 _FORMAT_VERSION = 1
-
-
-class FeatureBlock(NamedTuple):
-    """One block of output columns: the features of one backbone, channel and region.
-
-    Attributes
-    ----------
-    name : str
-        ``"<backbone>__<channel>__<region>"``; the block's columns are named
-        ``"<name>__<k>"``.
-    backbone : str
-        The timm model name (with ``"__"`` collapsed to ``"_"``).
-    channel : str
-        The channel name, e.g. ``"green"``.
-    region : str
-        ``"image"`` for whole images; for cell crops the region (``"nucleus"``,
-        ``"cell"``, ...), with ``"-max"`` appended for max-pooled blocks.
-    slice : slice
-        The block's columns in the output.
-    """
-
-    name: str
-    backbone: str
-    channel: str
-    region: str
-    slice: slice
 
 
 class NoCellsWarning(UserWarning):
@@ -96,22 +89,17 @@ class _FileSource:
     """Samples of an HPAImageSequence; only the selected channel files are read."""
 
     def __init__(self, seq, positions):
-        self.paths = seq.paths[:, list(positions)]
+        self.seq, self.positions = seq, list(positions)
+        self.paths = seq.paths[:, self.positions]
         self.ids = seq.ids
         self.regions = ("image",)
         self.items = np.ones(len(seq), dtype=np.int64)
 
     def load(self, i):
-        planes = [read_image(p, sample_id=self.ids[i]) for p in self.paths[i]]
-        if len({plane.shape for plane in planes}) > 1:
-            raise ValueError(
-                f"Sample {self.ids[i]!r} has channel images of different sizes "
-                f"({[plane.shape for plane in planes]}); all channels of a sample must "
-                "have the same rows and cols."
-            )
-        image = np.stack(planes, axis=-1)[None]
-        if image.dtype.kind == "f" and not np.isfinite(image).all():
-            raise ValueError(f"Sample {self.ids[i]!r} contains NaN or Inf pixels.")
+        image = self.seq.read_sample(i, self.positions)[None]
+        name = f"Sample {self.ids[i]!r}"
+        check_pixel_dtype(image.dtype, name=name)
+        check_pixel_range(image, name=name)
         return [image]
 
     def content_key(self, i):
@@ -233,12 +221,7 @@ def _unit_planes(arr, size, mode, device):
             resize = False
         t = t.float().mul_(1.0 / 255.0)
     else:
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.float32)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(np.float32) * np.float32(1.0 / np.iinfo(arr.dtype).max)
-        else:
-            arr = arr.astype(np.float32)
+        arr = to_unit_float(arr)
         t = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).reshape(k * C, 1, rows, cols)
     if resize:
         t = F.interpolate(t, size=(size, size), mode=mode, antialias=True, align_corners=False)
@@ -248,20 +231,15 @@ def _unit_planes(arr, size, mode, device):
 _TORCH_MODES = {"bicubic": "bicubic", "bilinear": "bilinear"}
 
 
-def _sanitise(part):
-    """Keep ``"__"`` free for the name separator."""
-    return re.sub("_{2,}", "_", str(part)).strip("_") or "x"
-
-
-def _plan(items, planes_per_item, batch_size):
-    """Group consecutive samples into windows of about ``batch_size`` planes."""
-    windows, current, planes = [], [], 0
+def _plan(items, batch_size):
+    """Group consecutive samples into windows of about ``batch_size`` items."""
+    windows, current, count = [], [], 0
     for i, k in enumerate(items):
         current.append(i)
-        planes += int(k) * planes_per_item
-        if planes >= batch_size:
+        count += int(k)
+        if count >= batch_size:
             windows.append(current)
-            current, planes = [], 0
+            current, count = [], 0
     if current:
         windows.append(current)
     return windows
@@ -271,14 +249,15 @@ _DONE = object()
 
 
 # --------------------------------------------------------------------------- estimator
+@fill_shared_docs
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     """Pretrained CNN features per backbone, channel and region, as named blocks.
 
     Each channel of each image (or of each cell's region crop) is resized to
     ``image_size``, repeated into 3 identical planes, normalised with the weights'
-    mean and std, and passed through every backbone. Integer pixels are divided by
-    their dtype's maximum (255 for ``uint8``, 65535 for ``uint16``); float pixels are
-    taken as already in [0, 1]. The output of one (backbone, channel, region) is one
+    mean and std, and passed through every backbone. Pixels follow the one
+    pixel-scale contract (user guide, "Pixel scale"): ``uint8`` / 255, ``uint16`` /
+    65535, floats taken as [0, 1]; other dtypes are refused. The output of one (backbone, channel, region) is one
     feature block; blocks are ordered by backbone, then channel, then region (then
     pooling), as listed in ``feature_blocks_``.
 
@@ -311,26 +290,20 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         For CellCrops input: how the cells of an image are pooled into its row. Mean
         blocks keep the region name; other poolings append it (``"cell-max"``).
         Ignored for whole-image input.
-    batch_size : int, default=64
-        Network inputs (one channel of one image or crop) per forward pass.
-    device : str, default="auto"
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
-        ``"mps"``.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast precision; ``"auto"`` is bf16 (or fp16) on CUDA and fp32 elsewhere.
-    cache : path-like, default=None
-        Folder of a feature cache (sub-folder ``cnn-features``). Each sample's features
-        are stored under a hash of its pixels (or, for an HPAImageSequence, of its
-        files' bytes) and of the backbone, weights, preprocessing, layer and precision.
-        A re-run, or another cross-validation fold, reads them instead of recomputing;
-        entries are written atomically, so an interrupted run resumes.
-    n_jobs : int, default=None
-        Threads decoding and hashing samples while the network runs; None means 1 and
-        -1 one per CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the random weights of ``weights=None``; unused otherwise.
-    progress : bool, default=True
-        Show a tqdm progress bar per backbone.
+    %(batch_size)s
+        Here: each image (or cell) counts once, whatever its channels and regions;
+        a forward pass holds ``batch_size * channels * regions`` network inputs.
+    %(device)s
+    %(precision)s
+    %(cache)s
+        Here: sub-folder ``cnn-features``, keyed by each sample's pixels (or, for an
+        HPAImageSequence, its files' bytes) and by the backbone, weights,
+        preprocessing, layer and precision.
+    %(n_jobs)s
+        Here: threads decoding and hashing samples while the network runs.
+    %(random_state)s
+        Here: only the random weights of ``weights=None`` are random.
+    %(progress)s
 
     Attributes
     ----------
@@ -356,6 +329,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         ``weights="imagenet"``), ``"file:<path>"`` or ``"random"``.
     init_seed_ : int
         The seed of random weights (``weights=None``).
+    device_ : str
+        The resolved device, e.g. ``"cpu"`` or ``"cuda"``.
 
     Notes
     -----
@@ -395,13 +370,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         "weights": [None, str, os.PathLike, dict],
         "image_size": [None, Interval(Integral, 16, None, closed="left")],
         "cell_pooling": [str, list, tuple],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
-        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
-        "cache": [None, str, os.PathLike],
-        "n_jobs": [None, Integral],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
+        **shared_constraints(
+            "batch_size", "device", "precision", "cache", "n_jobs", "random_state", "progress"
+        ),
     }
 
     def __init__(
@@ -413,7 +384,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         weights="imagenet",
         image_size=None,
         cell_pooling=("mean",),
-        batch_size=64,
+        batch_size=16,
         device="auto",
         precision="auto",
         cache=None,
@@ -464,16 +435,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             if X.n_images == 0:
                 raise ValueError("The CellCrops holds no images; pass at least one image.")
             for region, array in X.crops.items():
-                if array.dtype.kind not in "biuf":
-                    raise TypeError(
-                        f"Crops of region {region!r} have dtype {array.dtype}; crops must "
-                        "hold integer, bool or float pixels."
-                    )
-                if array.dtype.kind == "f" and not np.isfinite(array).all():
-                    raise ValueError(
-                        f"Crops of region {region!r} contain NaN or Inf values; clean the "
-                        "images before cropping."
-                    )
+                check_pixel_dtype(array.dtype, name=f"Crops of region {region!r}")
+                check_pixel_range(array, name=f"Crops of region {region!r}")
             return "crops", tuple(X.channels), X
         X = check_images(X, allow_lazy=True)
         if isinstance(X, HPAImageSequence):
@@ -517,13 +480,14 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         specs = [resolve_weights(b, self.weights, layer=self.layer) for b in backbones]
         kind, available, X = self._input_layout(X)
         _, names = resolve_channels(self.channels, available)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        (seed,) = seeds(self.random_state, 1)
 
         self.input_kind_ = kind
         self.channel_names_in_ = tuple(available)
         self.channels_ = tuple(names)
         self.regions_ = tuple(X.regions) if kind == "crops" else ("image",)
-        self.init_seed_ = int(seed)
+        self.init_seed_ = seed
+        self.device_ = fit_device(self.device)
 
         self._runtimes = self._build(backbones, specs)
         self.backbone_config_ = {
@@ -545,7 +509,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _build(self, backbones, specs):
         torch = import_torch()
-        device = resolve_device(self.device)
+        device = runtime_device(self)
         amp = autocast_dtype(self.precision, device)
         runtimes = []
         for backbone, spec in zip(backbones, specs):
@@ -585,12 +549,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _blocks(self, pools):
         blocks, start = [], 0
         for rt in self._runtimes:
-            backbone = _sanitise(rt.backbone)
+            backbone = sanitise(rt.backbone)
             for channel in self.channels_:
                 for region in self.regions_:
                     for pool in pools:
                         label = region if pool == "mean" else f"{region}-{pool}"
-                        channel_s, label_s = _sanitise(channel), _sanitise(label)
+                        channel_s, label_s = sanitise(channel), sanitise(label)
                         name = f"{backbone}__{channel_s}__{label_s}"
                         blocks.append(
                             FeatureBlock(
@@ -634,6 +598,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 f"This extractor was fitted on {self.input_kind_} but got {kind}; fit and "
                 "transform the same kind of input."
             )
+        check_channels_match(available, self.channel_names_in_, estimator=type(self).__name__)
         if kind == "crops" and tuple(X.regions) != self.regions_:
             raise ValueError(
                 f"The crops have regions {X.regions} but the extractor was fitted on "
@@ -697,11 +662,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.asarray(
-            [
-                f"{b.name}__{k}"
-                for b in self.feature_blocks_
-                for k in range(b.slice.stop - b.slice.start)
-            ],
+            [name for block in self.feature_blocks_ for name in block.column_names()],
             dtype=object,
         )
 
@@ -732,7 +693,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         blocks = self.feature_blocks_ if level == "image" else self.cell_feature_blocks_
         n_rows = len(source.items) if level == "image" else int(source.items.sum())
         out = self._output(out, (n_rows, blocks[-1].slice.stop if blocks else 0))
-        cache = None if self.cache is None else DiskCache(self.cache, "cnn-features")
+        cache = None if self.cache is None else DiskCache(cache_folder(self.cache), "cnn-features")
         content_keys = [None] * len(source.items)
         row_offsets = np.concatenate([[0], np.cumsum(source.items)])
         pools = self._poolings() if self.input_kind_ == "crops" else ["mean"]
@@ -814,11 +775,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             from concurrent.futures import ThreadPoolExecutor
 
             try:
-                with ThreadPoolExecutor(max(1, effective_n_jobs(self.n_jobs))) as pool:
+                with ThreadPoolExecutor(worker_count(self.n_jobs)) as pool:
                     pieces, owners, n_items = [], [], 0
-                    per_item = R * C
-                    capacity = max(1, self.batch_size // per_item)
-                    for window in _plan(source.items, per_item, self.batch_size):
+                    capacity = self.batch_size
+                    for window in _plan(source.items, self.batch_size):
                         for i, (key, raw, pixels) in zip(window, pool.map(lookup, window)):
                             if stop.is_set():
                                 return

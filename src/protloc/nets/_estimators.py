@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 from numbers import Integral, Real
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -23,10 +22,20 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from protloc._cache import hash_array, hash_params
-from protloc._torch import autocast_dtype, import_torch, resolve_device
-from protloc.io import DEFAULT_CHANNELS, HPAImageSequence, channel_names, check_images
-from protloc.io import resolve_channels as _resolve_channels
+from protloc._cache import cache_key, hash_array
+from protloc._containers import DEFAULT_CHANNELS, HPAImageSequence
+from protloc._params import (
+    cache_folder,
+    fill_shared_docs,
+    fit_device,
+    runtime_device,
+    seeds,
+    shared_constraints,
+    worker_count,
+)
+from protloc._torch import autocast_dtype, import_torch
+from protloc._validation import channel_names, check_images, check_target
+from protloc._validation import resolve_channels as _resolve_channels
 from protloc.multilabel._thresholds import _tune, _warn_undecidable
 from protloc.nets._losses import balanced_weights, multiclass_loss, multilabel_loss
 from protloc.nets._models import (
@@ -34,6 +43,7 @@ from protloc.nets._models import (
     augment_batch,
     build_network,
     check_image_size,
+    collate_images,
     pool_maps,
     receptive_field,
 )
@@ -82,7 +92,6 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left")],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "loss": [StrOptions({"bce", "focal"})],
@@ -94,12 +103,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
-        "device": "no_validation",  # a str or torch.device, checked by resolve_device
-        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
-        "num_workers": [Interval(Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
-        "checkpoint": [None, str, os.PathLike],
+        **shared_constraints(
+            "batch_size", "device", "precision", "n_jobs", "random_state", "progress", "checkpoint"
+        ),
     }
 
     def __init__(
@@ -124,7 +130,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         warm_start=False,
         device="auto",
         precision="auto",
-        num_workers=0,
+        n_jobs=None,
         random_state=None,
         progress=True,
         checkpoint=None,
@@ -148,7 +154,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.device = device
         self.precision = precision
-        self.num_workers = num_workers
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.progress = progress
         self.checkpoint = checkpoint
@@ -160,9 +166,6 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
                 "X is a sparse matrix, and sparse input is not supported; pass images as a "
                 "dense (n, rows, cols, channels) array or an HPAImageSequence."
             )
-        # np.iscomplexobj would decode a whole lazy sequence through __array__.
-        if not isinstance(X, HPAImageSequence) and np.iscomplexobj(X):
-            raise ValueError("Complex data not supported; pass real-valued images.")
         X = check_images(X, allow_lazy=True)
         lazy = isinstance(X, HPAImageSequence)
         n_channels = len(X.channels) if lazy else X.shape[-1]
@@ -188,19 +191,12 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         return X, positions, names
 
     def _check_y(self, y):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None; "
-                "pass labels as an indicator matrix or a 1-d array of classes."
-            )
-        y = np.asarray(y)
-        if y.dtype.kind in "fc" and not np.isfinite(y).all():
-            raise ValueError("Input y contains NaN or infinity; labels must be finite.")
-        kind = type_of_target(y, input_name="y")
-        if kind == "multilabel-indicator":
+        y, multilabel = check_target(y, estimator_name=type(self).__name__)
+        if multilabel:
             Y = y.astype(np.float32)
             return Y, np.arange(Y.shape[1]), True
         check_classification_targets(y)
+        kind = type_of_target(y, input_name="y")
         if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"y of type {kind!r} is not supported; pass a 0/1 indicator matrix "
@@ -242,12 +238,15 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
     def _loader(self, dataset, *, shuffle, generator=None, device=None):
         torch = import_torch()
+        # n_jobs workers decode samples in parallel; one worker is the main process.
+        workers = worker_count(self.n_jobs)
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
-            num_workers=self.num_workers,
+            num_workers=0 if workers == 1 else workers,
+            collate_fn=collate_images,
             pin_memory=device is not None and device.type == "cuda",
         )
 
@@ -294,7 +293,8 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, rows, cols, channels) or HPAImageSequence
-            Images; uint8 are scaled by 1/255, uint16 by 1/65535, floats used as is.
+            Images, read by the one pixel-scale contract (user guide, "Pixel scale"):
+            uint8 / 255, uint16 / 65535, floats in [0, 1]; other dtypes are refused.
             A lazy :class:`~protloc.io.HPAImageSequence` is decoded batch by batch.
         y : array-like of shape (n_samples, n_classes) or (n_samples,)
             0/1 indicator matrix (multi-label) or class labels (multi-class).
@@ -331,9 +331,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
 
         torch = import_torch()
         rng = check_random_state(self.random_state)
-        init_seed, loader_seed, augment_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
-        device = resolve_device(self.device)
-        self.device_ = str(device)
+        init_seed, loader_seed, augment_seed = seeds(rng, 3)
+        self.device_ = fit_device(self.device)
+        device = runtime_device(self)
 
         use_validation = self.early_stopping or self.threshold == "validation"
         if use_validation:
@@ -477,9 +477,9 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, targets, positions):
         """Identifies one fit: parameters that change training, the data's shape, labels."""
-        skip = {"checkpoint", "device", "num_workers", "progress", "warm_start"}
+        skip = {"checkpoint", "device", "n_jobs", "progress", "warm_start"}
         params = {k: v for k, v in self.get_params().items() if k not in skip}
-        return hash_params(
+        return cache_key(
             {
                 "estimator": type(self).__name__,
                 "params": params,
@@ -511,23 +511,28 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             "loss_curve": list(self.loss_curve_),
             "validation_scores": [float(v) for v in self.validation_scores_],
         }
-        path = Path(self.checkpoint)
+        path = self._checkpoint_file(fingerprint)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         torch.save(payload, partial)
         # Atomic: a crash while writing leaves the previous epoch's checkpoint intact.
         os.replace(partial, path)
 
+    def _checkpoint_file(self, fingerprint):
+        """This fit's file in the ``checkpoint`` folder: one file per estimator and fit."""
+        folder = cache_folder(self.checkpoint)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(
+                f"checkpoint={str(self.checkpoint)!r} is a file; checkpoint names a folder "
+                "(each estimator writes its own file into it). Pass a folder path."
+            )
+        return folder / f"{type(self).__name__.lower()}-{fingerprint}.pt"
+
     def _load_checkpoint(self, fingerprint):
-        """The saved state of this same fit, None without one; raises for another fit's."""
+        """The saved state of this same fit, or None when there is none."""
         if self.checkpoint is None:
             return None
-        path = Path(self.checkpoint)
-        if path.is_dir():
-            raise ValueError(
-                f"checkpoint={str(path)!r} is a folder; pass the path of a file to write, "
-                f"e.g. {str(path / 'fit.pt')!r}."
-            )
+        path = self._checkpoint_file(fingerprint)
         if not path.is_file():
             return None
         torch = import_torch()
@@ -546,12 +551,12 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"Checkpoint {str(path)!r} is not a protloc checkpoint: {problem}. It is "
                 "corrupt or truncated, or another program wrote it. Delete it, or pass "
-                "another checkpoint path."
+                "another checkpoint folder."
             ) from None
         if saved.get("fingerprint") != fingerprint:
             raise ValueError(
-                f"Checkpoint {str(self.checkpoint)!r} was written by a different fit (other "
-                "parameters, data or labels); delete it or pass another checkpoint path."
+                f"Checkpoint {str(path)!r} was not written by this fit (other parameters, "
+                "data or labels); delete it."
             )
         return saved
 
@@ -605,7 +610,7 @@ class _NetClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X, positions, _ = self._check_X(X, reset=False)
         dataset = ImageDataset(X, positions, self.image_size, self.receptive_field_)
-        return self._infer(dataset, resolve_device(self.device), self._scores)
+        return self._infer(dataset, runtime_device(self), self._scores)
 
     def decision_function(self, X):
         """Image-level logits.
@@ -694,7 +699,7 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
         max-pooling.
     epochs : int, default=30
         Maximum number of passes over the training data.
-    batch_size : int, default=32
+    %(batch_size)s
     lr : float, default=1e-3
         AdamW learning rate.
     weight_decay : float, default=1e-4
@@ -724,24 +729,12 @@ _SHARED_PARAMS = """channels : sequence of str or int, or None, default=("red", 
     warm_start : bool, default=False
         Continue training the fitted network in the next :meth:`fit` (for
         ``epochs`` more epochs, with a fresh optimizer) instead of starting anew.
-    device : str, default="auto"
-        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Mixed precision; "auto" is bf16/fp16 autocast on CUDA and fp32 elsewhere.
-    num_workers : int, default=0
-        DataLoader worker processes decoding images; 0 decodes in the main process.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, the validation split, shuffling and
-        augmentation, all through local generators; on the CPU the same seed gives
-        the same weights.
-    progress : bool, default=True
-        Show a progress bar per epoch with the training loss and validation F1.
-    checkpoint : path-like or None, default=None
-        File written (atomically) after every epoch with the weights, optimizer,
-        schedule and random-generator states. A later :meth:`fit` with the same
-        parameters, data and labels resumes from it where training stopped, with
-        the same result as an uninterrupted run; one from a different fit, or a
-        file that is not a protloc checkpoint, raises a ValueError."""
+    %(device)s
+    %(precision)s
+    %(n_jobs)s
+    %(random_state)s
+    %(progress)s
+    %(checkpoint)s"""
 
 _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Class labels; ``arange(n_classes)`` for a multi-label indicator ``y``.
@@ -770,6 +763,7 @@ _SHARED_ATTRIBUTES = """classes_ : ndarray of shape (n_classes,)
         Device used by the last fit."""
 
 
+@fill_shared_docs
 class CNNClassifier(_NetClassifier):
     __doc__ = f"""Convolutional network with a dense classifier, trained on the images.
 
@@ -806,6 +800,7 @@ class CNNClassifier(_NetClassifier):
     _kind = "cnn"
 
 
+@fill_shared_docs
 class FCNClassifier(_NetClassifier):
     __doc__ = f"""Fully convolutional network giving one localization map per class.
 
@@ -878,7 +873,7 @@ class FCNClassifier(_NetClassifier):
         warm_start=False,
         device="auto",
         precision="auto",
-        num_workers=0,
+        n_jobs=None,
         random_state=None,
         progress=True,
         checkpoint=None,
@@ -905,7 +900,7 @@ class FCNClassifier(_NetClassifier):
             warm_start=warm_start,
             device=device,
             precision=precision,
-            num_workers=num_workers,
+            n_jobs=n_jobs,
             random_state=random_state,
             progress=progress,
             checkpoint=checkpoint,
@@ -949,4 +944,4 @@ class FCNClassifier(_NetClassifier):
             # Maps stay in the network's per-class sigmoid scale in both tasks.
             return torch.sigmoid(out)
 
-        return self._infer(dataset, resolve_device(self.device), maps)
+        return self._infer(dataset, runtime_device(self), maps)

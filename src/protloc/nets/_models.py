@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from protloc._torch import import_torch
+from protloc._validation import check_pixel_dtype, check_pixel_range, to_unit_float
 
 __all__ = [
     "ImageDataset",
@@ -211,19 +212,13 @@ def augment_batch(x, generator, *, jitter=0.1):
     return torch.stack(out) * gain.to(x.device, x.dtype)
 
 
-def _scale(image):
-    """Float32 intensities: unsigned integers divided by their dtype's maximum."""
-    if np.issubdtype(image.dtype, np.unsignedinteger):
-        return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
-    return image.astype(np.float32, copy=False)
-
-
 class ImageDataset:
     """Map-style dataset over an image batch, for ``torch.utils.data.DataLoader``.
 
     Each item is one image, decoded on demand when ``images`` is an
     :class:`~protloc.io.HPAImageSequence`: channels selected, intensities scaled by
-    dtype (uint8 / 255, uint16 / 65535, float as is) and resized to ``image_size``.
+    the pixel-scale contract (uint8 / 255, uint16 / 65535, float in [0, 1]; see
+    :mod:`protloc._validation`) and resized to ``image_size``.
 
     Parameters
     ----------
@@ -261,12 +256,10 @@ class ImageDataset:
             # Arrays were checked whole up front; lazy samples only now, once decoded.
             where = f"sample {self.images.ids[i]!r}"
             check_image_size(image.shape[:2], self.min_size, where=where)
-            if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-                raise ValueError(
-                    f"Image of {where} contains NaN or Inf values; clean or impute the "
-                    "images before using them."
-                )
-        tensor = torch.from_numpy(np.ascontiguousarray(_scale(image[..., self.positions])))
+            check_pixel_dtype(image.dtype, name=f"Image of {where}")
+            check_pixel_range(image, name=f"Image of {where}")
+        pixels = to_unit_float(image[..., self.positions])
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels))
         tensor = tensor.permute(2, 0, 1)
         size = self.image_size
         if size is not None and tuple(tensor.shape[1:]) != (size, size):
@@ -280,6 +273,19 @@ class ImageDataset:
         if self.targets is None:
             return tensor
         return tensor, torch.as_tensor(self.targets[i])
+
+
+def collate_images(batch):
+    """``DataLoader`` collation that names the fix when images differ in size."""
+    torch = import_torch()
+    sizes = {tuple((item[0] if isinstance(item, tuple) else item).shape[1:]) for item in batch}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"A batch holds images of different sizes {sorted(sizes)}; with image_size=None "
+            "every image must have the same size. Set image_size (e.g. image_size=256) so "
+            "that each image is resized, or resize the images."
+        )
+    return torch.utils.data.default_collate(batch)
 
 
 def check_image_size(shape, min_size, *, where="X"):

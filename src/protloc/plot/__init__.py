@@ -4,7 +4,7 @@ Every function returns a matplotlib ``Figure``; matplotlib is imported only when
 function is called. Each figure family lives in its own private module.
 """
 
-import importlib
+from protloc._lazy import lazy_exports
 
 _EXPORTS = {
     "ga_history": "protloc.plot._ga",
@@ -17,15 +17,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'protloc.plot' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protloc.io import channel_names
+from protloc._validation import channel_names
 
 
 def import_pyplot():

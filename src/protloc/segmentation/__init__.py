@@ -4,9 +4,9 @@ cellpose is imported only when a model is first needed, so importing this packag
 stays fast.
 """
 
+from protloc._containers import SegmentedImages
 from protloc.segmentation._cellpose import CellposeSegmenter, NoNucleiWarning, cellpose_version
 from protloc.segmentation._classical import WatershedSegmenter
-from protloc.segmentation._masks import SegmentedImages
 
 __all__ = [
     "CellposeSegmenter",

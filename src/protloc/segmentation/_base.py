@@ -8,21 +8,20 @@ parameters; fitting, the image loop, the cache and the output container live her
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array
-from protloc.io import (
+from protloc._containers import (
     ContainerOutputMixin,
     HPAImageSequence,
-    channel_names,
-    check_images,
-    resolve_channels,
+    SegmentedImages,
+    load_batch,
 )
-from protloc.segmentation._masks import SegmentedImages, load_batch
+from protloc._params import cache_folder
+from protloc._validation import channel_names, check_channels_match, check_images, resolve_channels
 
 __all__ = ["BaseSegmenter", "NoNucleiWarning"]
 
@@ -78,14 +77,10 @@ class BaseSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_dense(X, type(self).__name__)
         names = tuple(channel_names(X))
-        if names != self.channels_:
-            raise ValueError(
-                f"X has channels {names} but the segmenter was fitted on {self.channels_}; "
-                "pass images with the same channels in the same order."
-            )
+        check_channels_match(names, self.channels_, estimator=type(self).__name__)
         cache = params = None
         if self.cache is not None:
-            cache = DiskCache(Path(self.cache).expanduser(), "segmentation")
+            cache = DiskCache(cache_folder(self.cache), "segmentation")
             params = self._cache_params()
         n_images = len(X)
         nuclei, cells = [None] * n_images, [None] * n_images

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import hash_file
 from protloc._models import FETCH_HINT, download_cellpose_model, error_text, is_offline
-from protloc._torch import resolve_device
+from protloc._params import fill_shared_docs, fit_device, runtime_device, shared_constraints
 from protloc.exceptions import ModelUnavailableError
 from protloc.segmentation._base import BaseSegmenter, NoNucleiWarning
 from protloc.segmentation._masks import (
@@ -161,6 +161,7 @@ def _build_model(spec, device):
         ) from (None if unpickling else exc)
 
 
+@fill_shared_docs
 class CellposeSegmenter(BaseSegmenter):
     """Segment nuclei and cells with Cellpose; every cell holds exactly one nucleus.
 
@@ -202,22 +203,19 @@ class CellposeSegmenter(BaseSegmenter):
         Cellpose's maximum flow error of a kept mask.
     cellprob_threshold : float, default=0.0
         Cellpose's cell-probability threshold; lower finds more and larger masks.
-    batch_size : int, default=8
-        Images decoded and passed to Cellpose per ``eval`` call (and Cellpose's
-        number of tiles run through the network at once).
-    device : {"auto", "cpu", "cuda", "cuda:N", "mps"} or torch.device, default="auto"
-        Where the network runs; "auto" prefers a GPU.
+    %(batch_size)s
+        Here: images decoded and passed to Cellpose per ``eval`` call (also
+        Cellpose's number of tiles run through the network at once).
+    %(device)s
     cell_method : {"watershed", "cellpose"}, default="watershed"
         How cells are grown from the nuclei (see above).
     remove_border_cells : bool, default=False
         Drop cells (and their nuclei) that touch the image border.
-    cache : str, path-like or None, default=None
-        Folder of an on-disk cache of masks. Entries are keyed by a hash of the
-        nucleus and cytoplasm pixels, the model (its file's bytes for a path), the
-        parameters and the cellpose version, so cross-validation folds and re-runs
-        skip segmentation, and an interrupted run resumes where it stopped.
-    progress : bool, default=True
-        Show a progress bar over images.
+    %(cache)s
+        Here: sub-folder ``segmentation``, keyed by the nucleus and cytoplasm pixels,
+        the model (its file's bytes for a path), the parameters and the cellpose
+        version.
+    %(progress)s
 
     Attributes
     ----------
@@ -229,8 +227,8 @@ class CellposeSegmenter(BaseSegmenter):
         Positions of the cytoplasm channels.
     cellpose_version_ : str
         The installed cellpose version.
-    device_ : torch.device
-        The resolved device.
+    device_ : str
+        The resolved device, e.g. ``"cpu"`` or ``"cuda"``.
 
     See Also
     --------
@@ -269,12 +267,9 @@ class CellposeSegmenter(BaseSegmenter):
         "cell_diameter": [Interval(Real, 0, None, closed="neither"), None],
         "flow_threshold": [Interval(Real, 0, None, closed="left")],
         "cellprob_threshold": [Interval(Real, None, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",  # resolve_device checks it in fit
         "cell_method": [StrOptions({"watershed", "cellpose"})],
         "remove_border_cells": ["boolean"],
-        "cache": [str, os.PathLike, None],
-        "progress": ["boolean"],
+        **shared_constraints("batch_size", "device", "cache", "progress"),
     }
 
     def __init__(
@@ -318,6 +313,8 @@ class CellposeSegmenter(BaseSegmenter):
         Parameters
         ----------
         X : ndarray of shape (n_images, rows, cols, n_channels) or HPAImageSequence
+            Pixels as in the one pixel-scale contract (user guide, "Pixel scale"):
+            uint8, uint16 or floats in [0, 1]; other dtypes are refused.
         y : ignored
 
         Returns
@@ -326,7 +323,7 @@ class CellposeSegmenter(BaseSegmenter):
         """
         self._fit_channels(X)
         self._model_specs()
-        self.device_ = resolve_device(self.device)
+        self.device_ = fit_device(self.device)
         self.cellpose_version_ = cellpose_version()[0]
         return self
 
@@ -383,9 +380,10 @@ class CellposeSegmenter(BaseSegmenter):
 
     def _get_model(self, spec):
         models = self.__dict__.setdefault("_models", {})
-        key = (spec, str(self.device_))
+        device = runtime_device(self)
+        key = (spec, str(device))
         if key not in models:
-            models[key] = _build_model(spec, self.device_)
+            models[key] = _build_model(spec, device)
         return models[key]
 
     def _eval(self, spec, images, diameter, *, two_channel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -10,6 +9,7 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from protloc._params import fill_shared_docs, shared_constraints
 from protloc.segmentation._base import BaseSegmenter
 from protloc.segmentation._masks import grow_cells, pair_labels, remove_border_objects
 
@@ -142,6 +142,7 @@ def segment_nuclei(plane, diameter, *, threshold_method="li", threshold_correcti
     return relabel_sequential(nuclei)[0].astype(np.int32, copy=False)
 
 
+@fill_shared_docs
 class WatershedSegmenter(BaseSegmenter):
     """Segment nuclei and cells with classical image processing; nothing to download.
 
@@ -183,16 +184,13 @@ class WatershedSegmenter(BaseSegmenter):
     threshold_correction : float, default=1.0
         Factor on the automatic threshold (CellProfiler's "threshold correction
         factor"): above 1 keeps only brighter nuclei, below 1 takes in dimmer ones.
-    batch_size : int, default=8
-        Images decoded at once (lazy folders) and cached together.
+    %(batch_size)s
     remove_border_cells : bool, default=False
         Drop cells (and their nuclei) that touch the image border.
-    cache : str, path-like or None, default=None
-        Folder of an on-disk cache of masks, shared with :class:`CellposeSegmenter`.
-        Entries are keyed by a hash of the nucleus and cytoplasm pixels and of the
-        parameters, so re-runs and cross-validation folds skip segmentation.
-    progress : bool, default=True
-        Show a progress bar over images.
+    %(cache)s
+        Here: sub-folder ``segmentation``, shared with :class:`CellposeSegmenter`,
+        keyed by the nucleus and cytoplasm pixels and the parameters.
+    %(progress)s
 
     Attributes
     ----------
@@ -233,10 +231,8 @@ class WatershedSegmenter(BaseSegmenter):
         "diameter": [Interval(Real, 0, None, closed="neither"), None],
         "threshold_method": [StrOptions({"otsu", "li", "triangle"})],
         "threshold_correction": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "remove_border_cells": ["boolean"],
-        "cache": [str, os.PathLike, None],
-        "progress": ["boolean"],
+        **shared_constraints("batch_size", "cache", "progress"),
     }
 
     def __init__(

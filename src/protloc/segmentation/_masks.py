@@ -1,215 +1,21 @@
-"""The container of images with nucleus and cell label masks, and the mask geometry behind it.
+"""The mask geometry behind :class:`~protloc.segmentation.SegmentedImages`.
 
-:class:`SegmentedImages` is what :class:`~protloc.segmentation.CellposeSegmenter`
-returns and what :class:`~protloc.regions.RegionCropper` takes. The functions below
+The container itself lives in :mod:`protloc._containers`. The functions below
 turn Cellpose's nucleus masks (and, optionally, its cell masks) into the paired
 masks that container promises: cell ``k`` holds exactly nucleus ``k``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from protloc.io import HPAImageSequence, sample_index
-
 __all__ = [
-    "SegmentedImages",
     "assign_cells_to_nuclei",
     "cytoplasm_signal",
     "grow_cells",
-    "load_batch",
     "pair_labels",
     "remove_border_objects",
 ]
-
-
-def _as_label_image(mask, *, name, index):
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(
-            f"{name} mask of image {index} has shape {mask.shape}; label masks are 2-D "
-            "(rows, cols)."
-        )
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(
-            f"{name} mask of image {index} has dtype {mask.dtype}; label masks hold "
-            "integers (0 = background, 1..k = objects), e.g. from skimage.measure.label."
-        )
-    return mask.astype(np.int32, copy=False)
-
-
-def _as_masks(masks, n_images, *, name):
-    """Masks as one int32 (n, rows, cols) array, or a list of 2-D int32 arrays."""
-    if isinstance(masks, np.ndarray) and masks.ndim == 3:
-        if not np.issubdtype(masks.dtype, np.integer):
-            raise TypeError(f"{name} masks have dtype {masks.dtype}; label masks hold integers.")
-        out = masks.astype(np.int32, copy=False)
-    elif isinstance(masks, np.ndarray) and masks.ndim != 3 and masks.dtype != object:
-        raise ValueError(
-            f"{name} masks have shape {masks.shape}; expected (n_images, rows, cols) "
-            "or a list of 2-D label images."
-        )
-    else:
-        out = [_as_label_image(m, name=name, index=i) for i, m in enumerate(masks)]
-    if len(out) != n_images:
-        raise ValueError(f"{name} has {len(out)} masks for {n_images} images.")
-    return out
-
-
-@dataclass(eq=False)
-class SegmentedImages:
-    """Images together with their nucleus and cell label masks.
-
-    Cell ``k`` of an image contains exactly nucleus ``k``: the two masks use the
-    same labels, ``1 .. n_objects`` in each image (0 is background). Indexing selects
-    *images*, the samples scikit-learn splits: an integer, a slice, an integer array
-    or a boolean mask (also written ``X[key, ...]``) returns a new
-    ``SegmentedImages`` that shares the pixels; the images of a lazy
-    :class:`~protloc.io.HPAImageSequence` stay on disk until a step loads them.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n_images, rows, cols, n_channels) or HPAImageSequence
-        The images, as given to the segmenter.
-    nuclei : ndarray of int32, shape (n_images, rows, cols), or list of 2-D arrays
-        Nucleus labels. A list when images differ in size (lazy folders).
-    cells : ndarray of int32, shape (n_images, rows, cols), or list of 2-D arrays
-        Cell labels, the same labels as ``nuclei``.
-    channels : tuple of str
-        Names of the images' last axis.
-    ids : ndarray of str, shape (n_images,), optional
-        Image ids; taken from an ``HPAImageSequence`` when omitted.
-
-    Attributes
-    ----------
-    shape : tuple
-        ``(n_images,)``, so that scikit-learn can count and index samples.
-    n_objects : ndarray of int, shape (n_images,)
-        Cells (equal to nuclei) per image.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> nuclei = np.zeros((2, 8, 8), np.int32); nuclei[0, 2:4, 2:4] = 1
-    >>> cells = np.zeros_like(nuclei); cells[0, 1:6, 1:6] = 1
-    >>> seg = SegmentedImages(np.zeros((2, 8, 8, 4), np.uint8), nuclei, cells,
-    ...                       channels=("red", "green", "blue", "yellow"))
-    >>> len(seg), seg.n_objects.tolist()
-    (2, [1, 0])
-    >>> seg[[1, 0]].n_objects.tolist(), seg[np.array([True, False])].n_objects.tolist()
-    ([0, 1], [1])
-    """
-
-    images: object
-    nuclei: object
-    cells: object
-    channels: tuple
-    ids: np.ndarray | None = None
-
-    def __post_init__(self):
-        if not isinstance(self.images, HPAImageSequence):
-            self.images = np.asarray(self.images)
-            if self.images.ndim != 4:
-                raise ValueError(
-                    f"images must have shape (n_images, rows, cols, channels), got "
-                    f"{self.images.shape}."
-                )
-        n_images = len(self.images)
-        self.nuclei = _as_masks(self.nuclei, n_images, name="nuclei")
-        self.cells = _as_masks(self.cells, n_images, name="cells")
-        for i in range(n_images):
-            if self.nuclei[i].shape != self.cells[i].shape:
-                raise ValueError(
-                    f"Image {i}: nuclei mask {self.nuclei[i].shape} and cells mask "
-                    f"{self.cells[i].shape} differ in shape; both must match the image."
-                )
-        if isinstance(self.images, np.ndarray):
-            mask_shape = self.images.shape[1:3]
-            for i in range(n_images):
-                if self.nuclei[i].shape != mask_shape:
-                    raise ValueError(
-                        f"Image {i} is {mask_shape[0]}x{mask_shape[1]} pixels but its masks "
-                        f"are {self.nuclei[i].shape[0]}x{self.nuclei[i].shape[1]}; masks "
-                        "must have the image's rows and cols."
-                    )
-        self.channels = tuple(self.channels)
-        n_channels = (
-            len(self.images.channels)
-            if isinstance(self.images, HPAImageSequence)
-            else self.images.shape[-1]
-        )
-        if len(self.channels) != n_channels:
-            raise ValueError(
-                f"channels names {len(self.channels)} channels {self.channels} but the "
-                f"images have {n_channels}."
-            )
-        if self.ids is None and isinstance(self.images, HPAImageSequence):
-            self.ids = self.images.ids
-        if self.ids is not None:
-            self.ids = np.asarray(self.ids, dtype=object)
-            if len(self.ids) != n_images:
-                raise ValueError(f"ids has {len(self.ids)} entries for {n_images} images.")
-
-    # sklearn counts and splits samples through len(), .shape and X[indices, ...]
-    @property
-    def shape(self):
-        return (len(self),)
-
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def n_objects(self):
-        # Labels are 1..k per image, so the maximum is the count.
-        return np.array([int(m.max()) if m.size else 0 for m in self.nuclei], dtype=np.int64)
-
-    def __repr__(self):
-        return (
-            f"SegmentedImages(n_images={len(self)}, n_objects={int(self.n_objects.sum())}, "
-            f"channels={self.channels})"
-        )
-
-    def __getitem__(self, key):
-        index = np.atleast_1d(sample_index(key, len(self), "SegmentedImages"))
-        if isinstance(self.nuclei, np.ndarray):
-            nuclei, cells = self.nuclei[index], self.cells[index]
-        else:
-            nuclei = [self.nuclei[i] for i in index]
-            cells = [self.cells[i] for i in index]
-        return SegmentedImages(
-            images=self.images[index],
-            nuclei=nuclei,
-            cells=cells,
-            channels=self.channels,
-            ids=None if self.ids is None else self.ids[index],
-        )
-
-    def load_images(self, indices):
-        """Pixels of some images, as a list of (rows, cols, channels) arrays.
-
-        Parameters
-        ----------
-        indices : sequence of int
-
-        Returns
-        -------
-        images : list of ndarray
-        """
-        return load_batch(self.images, indices)
-
-
-def load_batch(images, indices):
-    """Some images of an array or an HPAImageSequence, as a list of (rows, cols, channels)."""
-    indices = [int(i) for i in indices]
-    if not isinstance(images, HPAImageSequence):
-        return [images[i] for i in indices]
-    try:
-        return list(images.load(indices))
-    except ValueError:
-        # Mixed sizes cannot stack into one batch; decode one at a time.
-        return [images.load([i])[0] for i in indices]
 
 
 # --------------------------------------------------------------------------- geometry

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import ClassVar
@@ -34,30 +32,19 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.svm import SVC, NuSVC
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._tags import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from protloc._cache import DiskCache, hash_array, hash_params
+from protloc._cache import DiskCache, cache_key, hash_array, hash_params
+from protloc._params import cache_folder, fill_shared_docs, seeds, shared_constraints
 from protloc.model_selection import MultilabelStratifiedKFold
 from protloc.multilabel import LabelPowersetSVM
 from protloc.selection import _ga_ops, _kernels
+from protloc.selection._blocks import resolve_blocks
 
 __all__ = ["GenerationState", "GeneticBlockSelector"]
-
-# "<block>__<k>": the column naming of CNNFeatureExtractor (and of a FeatureUnion
-# around it, which prepends "<transformer>__").
-_BLOCK_COLUMN = re.compile(r"^(?P<block>.+)__\d+$")
-
-_HOW_TO_GIVE_BLOCKS = (
-    "Pass X as a pandas DataFrame whose columns are named '<block>__<k>' (what "
-    "CNNFeatureExtractor and a FeatureUnion around it produce with "
-    "set_output(transform='pandas')), or give blocks explicitly: "
-    "blocks=extractor.feature_blocks_, a list of column slices or index arrays, one group "
-    "label per column, or an int block width."
-)
 
 _HISTORY_KEYS = ("best_score", "mean_score", "std_score", "best_individual", "n_evaluations")
 _HISTORY_DTYPES = (np.float64, np.float64, np.float64, bool, np.int64)
@@ -97,6 +84,7 @@ class GenerationState:
     cache_hits: int
 
 
+@fill_shared_docs
 class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     """Select groups of columns (feature blocks) with a genetic algorithm.
 
@@ -168,8 +156,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         Largest number of blocks in an individual (None: no limit); larger
         individuals lose random blocks. Values above the number of blocks mean no
         limit.
-    early_stopping : int, default=10
-        Stop after this many generations without a better best score (None: never).
+    early_stopping : bool, default=True
+        Stop when the best score has not improved for ``n_iter_no_change``
+        generations.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in generations.
     fitness : {"auto", "kernel", "refit"}, default="auto"
         How fitness is computed: "kernel" from summed per-block kernel pieces (an
         error when the estimator does not allow it or memory does not suffice),
@@ -185,25 +176,20 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         every parameter, callbacks are deep-copied by ``clone`` (in a Pipeline's cross
         validation, for instance), so a callback that keeps state should write it to a
         file or a logger rather than to its own attributes.
-    checkpoint : path-like, default=None
-        A folder where the search state (population, random generator, history and
-        fitness memo) is saved atomically after every generation, under a key that
-        hashes the data, blocks, folds and search parameters. A later ``fit`` with
-        the same key resumes from it and gives the result an uninterrupted run would
-        have given; ``generations`` and ``early_stopping`` may differ, so a finished
-        search can be extended.
-    n_jobs : int, default=None
-        Individuals evaluated in parallel with joblib (any backend, Dask included).
-        None means 1 unless in a ``joblib.parallel_config`` context, -1 all
-        processors. The kernel fitness prefers threads, since libsvm releases the
+    %(checkpoint)s
+        Here: sub-folder ``genetic``, saved after every generation (population,
+        random generator, history and fitness memo), keyed by the data, blocks, folds
+        and search parameters; ``generations``, ``early_stopping`` and
+        ``n_iter_no_change`` may differ, so a finished search can be extended.
+    %(n_jobs)s
+        Here: individuals evaluated in parallel with joblib (any backend, Dask
+        included). The kernel fitness prefers threads, since libsvm releases the
         GIL; the refit fitness prefers processes. A ``joblib.parallel_config``
         backend overrides either. With several workers the kernel pieces are stored
         in a memory-mapped file that workers share rather than copy.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the genetic algorithm (not the folds). Pass an int for reproducible
-        searches.
-    progress : bool, default=True
-        Show a progress bar over generations (tqdm, on stderr).
+    %(random_state)s
+        Here: the genetic algorithm (not the folds).
+    %(progress)s
 
     Attributes
     ----------
@@ -284,14 +270,12 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         "elitism": [Interval(Integral, 0, None, closed="left")],
         "tournament_size": [Interval(Integral, 1, None, closed="left")],
         "max_blocks": [None, Interval(Integral, 1, None, closed="left")],
-        "early_stopping": [None, Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "fitness": [StrOptions({"auto", "kernel", "refit"})],
         "max_memory": [None, Interval(Real, 0, None, closed="neither")],
         "callbacks": [None, list],
-        "checkpoint": [None, str, os.PathLike],
-        "n_jobs": [None, Integral],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
+        **shared_constraints("checkpoint", "n_jobs", "random_state", "progress"),
     }
 
     def __init__(
@@ -309,7 +293,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         elitism=2,
         tournament_size=3,
         max_blocks=None,
-        early_stopping=10,
+        early_stopping=True,
+        n_iter_no_change=10,
         fitness="auto",
         max_memory=None,
         callbacks=None,
@@ -331,6 +316,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         self.tournament_size = tournament_size
         self.max_blocks = max_blocks
         self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.fitness = fitness
         self.max_memory = max_memory
         self.callbacks = callbacks
@@ -370,7 +356,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 f"elitism={self.elitism} must be smaller than population_size="
                 f"{self.population_size}, or no child would ever be bred."
             )
-        self.blocks_, self.block_names_ = _resolve_blocks(
+        self.blocks_, self.block_names_ = resolve_blocks(
             self.blocks, X.shape[1], getattr(self, "feature_names_in_", None)
         )
         estimator = self._base_estimator(y)
@@ -467,7 +453,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         scoring = self.scoring
         if callable(scoring):
             scoring = getattr(scoring, "__qualname__", type(scoring).__name__)
-        return DiskCache.key(
+        return cache_key(
             hash_array(X),
             hash_array(y),
             hash_params([hash_array(b) for b in self.blocks_]),
@@ -493,9 +479,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         n_blocks = len(self.blocks_)
         max_blocks = None if self.max_blocks is None else min(self.max_blocks, n_blocks)
         mutation_rate = 1.0 / n_blocks if self.mutation_rate == "auto" else self.mutation_rate
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        (seed,) = seeds(self.random_state, 1)
         run = _Run(fitness, np.random.default_rng(seed))
-        cache = None if checkpoint_key is None else DiskCache(self.checkpoint, "genetic")
+        cache = (
+            None if checkpoint_key is None else DiskCache(cache_folder(self.checkpoint), "genetic")
+        )
         saved = None if cache is None else cache.get(checkpoint_key)
         bar = tqdm(
             total=self.generations, disable=not self.progress, desc=type(self).__name__, unit="gen"
@@ -542,11 +530,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         return any([bool(callback(state)) for callback in self.callbacks])
 
     def _stagnant(self, run):
-        if self.early_stopping is None:
+        if not self.early_stopping:
             return False
         # Progress is a better rank of the best individual so far: a higher score, or the
         # same score with fewer blocks; rank ties go to the generation that found it first.
-        return run.generation - run.best_generation() >= self.early_stopping
+        return run.generation - run.best_generation() >= self.n_iter_no_change
 
     def _set_result(self, run):
         self.history_ = run.history_arrays()
@@ -572,133 +560,6 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         if self.estimator is not None:
             tags.input_tags.allow_nan = get_tags(self.estimator).input_tags.allow_nan
         return tags
-
-
-# --- blocks ---------------------------------------------------------------------------
-
-
-def _resolve_blocks(blocks, n_features, feature_names):
-    """Column indices (sorted int arrays) and names of the blocks a ``blocks`` spec gives."""
-    if isinstance(blocks, str):
-        return _blocks_from_names(feature_names)
-    if isinstance(blocks, Integral):
-        columns = [np.arange(s, min(s + blocks, n_features)) for s in range(0, n_features, blocks)]
-        names = [f"block{i}" for i in range(len(columns))]
-    else:
-        specs = list(blocks)
-        if specs and all(_is_group_label(spec) for spec in specs):
-            return _blocks_from_labels(np.asarray(specs), n_features)
-        columns, names = [], []
-        for i, spec in enumerate(specs):
-            name, cols = _block_columns(spec, n_features, i)
-            columns.append(cols)
-            names.append(f"block{i}" if name is None else str(name))
-    _check_disjoint(columns, names, n_features)
-    return columns, np.asarray(names, dtype=object)
-
-
-def _blocks_from_names(feature_names):
-    if feature_names is None:
-        raise ValueError(
-            "blocks='auto' derives the blocks from feature names of the form "
-            f"'<block>__<k>', but X has no feature names (a plain array). {_HOW_TO_GIVE_BLOCKS}"
-        )
-    labels = []
-    for name in feature_names:
-        match = _BLOCK_COLUMN.match(str(name))
-        if match is None:
-            raise ValueError(
-                f"blocks='auto' needs every feature name to be of the form '<block>__<k>'; "
-                f"{name!r} is not. {_HOW_TO_GIVE_BLOCKS}"
-            )
-        labels.append(match["block"])
-    return _blocks_from_labels(np.asarray(labels, dtype=object), len(labels))
-
-
-def _is_group_label(spec):
-    if isinstance(spec, (slice, Mapping)) or hasattr(spec, "slice"):
-        return False
-    return np.ndim(spec) == 0
-
-
-def _blocks_from_labels(labels, n_features):
-    if labels.shape != (n_features,):
-        raise ValueError(
-            f"blocks given as group labels need one label per column: got {labels.shape[0]} "
-            f"labels for {n_features} columns."
-        )
-    _, first, inverse = np.unique(labels.astype(str), return_index=True, return_inverse=True)
-    order = np.argsort(first)  # blocks in order of first appearance
-    columns = [np.flatnonzero(inverse == group) for group in order]
-    names = np.asarray([str(labels[first[group]]) for group in order], dtype=object)
-    return columns, names
-
-
-def _block_columns(spec, n_features, i):
-    """(name or None, sorted column indices) of one block description."""
-    name = None
-    if isinstance(spec, Mapping):
-        if "slice" not in spec:
-            raise TypeError(
-                f"Block {i} is a dict without a 'slice' key: {spec!r}. Give records with "
-                "'name' and 'slice', as CNNFeatureExtractor.feature_blocks_ has."
-            )
-        name, spec = spec.get("name"), spec["slice"]
-    elif hasattr(spec, "slice"):
-        name, spec = getattr(spec, "name", None), spec.slice
-    label = f"Block {i}" if name is None else f"Block {i} ({name!r})"
-    if isinstance(spec, slice):
-        start, stop, step = spec.start or 0, spec.stop, spec.step or 1
-        if stop is None:
-            stop = n_features
-        if not (0 <= start <= n_features and 0 <= stop <= n_features) or step < 1:
-            raise ValueError(
-                f"{label} is the slice {spec!r}, out of range for X with {n_features} "
-                "columns: give slices within [0, n_features] with a positive step."
-            )
-        columns = np.arange(start, stop, step)
-    else:
-        columns = np.asarray(spec)
-        if columns.dtype == bool:
-            if columns.shape != (n_features,):
-                raise ValueError(
-                    f"{label} is a boolean mask of shape {columns.shape}; a column mask "
-                    f"needs shape ({n_features},)."
-                )
-            columns = np.flatnonzero(columns)
-        elif columns.ndim != 1 or (columns.size and columns.dtype.kind not in "iu"):
-            raise TypeError(
-                f"{label} must be a slice, an integer index array, a boolean column mask "
-                f"or a record with a 'slice'; got {spec!r}."
-            )
-        columns = columns.astype(np.intp)
-        outside = columns[(columns < 0) | (columns >= n_features)]
-        if outside.size:
-            raise ValueError(
-                f"{label} has column index {outside[0]}, out of range for X with "
-                f"{n_features} columns: indices must be in [0, {n_features - 1}]."
-            )
-    if columns.size == 0:
-        raise ValueError(f"{label} selects no column; every block needs at least one.")
-    return name, np.sort(columns)
-
-
-def _check_disjoint(columns, names, n_features):
-    if not columns:
-        raise ValueError(f"blocks gives no block. {_HOW_TO_GIVE_BLOCKS}")
-    owner = np.full(n_features, -1)
-    for b, cols in enumerate(columns):
-        taken = np.unique(cols, return_counts=True)
-        shared = taken[0][taken[1] > 1]
-        other = owner[cols]
-        if shared.size or (other >= 0).any():
-            column = shared[0] if shared.size else cols[other >= 0][0]
-            first = b if shared.size else other[other >= 0][0]
-            raise ValueError(
-                f"Blocks {names[first]!r} and {names[b]!r} overlap (both hold column "
-                f"{column}): each column may belong to one block only."
-            )
-        owner[cols] = b
 
 
 # --- targets and folds ----------------------------------------------------------------
