@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
