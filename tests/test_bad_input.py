@@ -311,13 +311,15 @@ def _list_in_a_torch_file(path):
 def test_net_checkpoint_that_is_not_a_checkpoint(tmp_path, make):
     from protloc.nets import CNNClassifier
 
-    bad = tmp_path / "fit.pt"
-    make(bad)
     X = np.zeros((8, 16, 16, 4), np.uint8)
     Y = np.eye(2, dtype=np.uint8)[np.arange(8) % 2]
-    clf = CNNClassifier(image_size=16, width=4, depth=2, epochs=1, progress=False, checkpoint=bad)
-    with pytest.raises(ValueError, match=r"fit.pt' is not a protloc checkpoint.*Delete it") as info:
-        clf.fit(X, Y)
+    params = dict(image_size=16, width=4, depth=2, epochs=1, progress=False, random_state=0)
+    CNNClassifier(**params, checkpoint=tmp_path).fit(X, Y)
+    (saved,) = tmp_path.glob("cnnclassifier-*.pt")
+    saved.unlink()
+    make(saved)  # the same fit's file, now damaged or foreign
+    with pytest.raises(ValueError, match=r"\.pt' is not a protloc checkpoint.*Delete it") as info:
+        CNNClassifier(**params, checkpoint=tmp_path).fit(X, Y)
     assert "weights_only" not in str(info.value)
     assert info.value.__cause__ is None
 
@@ -326,7 +328,6 @@ def test_net_checkpoint_that_is_not_a_checkpoint(tmp_path, make):
 def test_net_truncated_checkpoint(tmp_path):
     from protloc.nets import CNNClassifier
 
-    path = tmp_path / "fit.pt"
     X = np.random.default_rng(0).integers(0, 255, size=(8, 16, 16, 4), dtype=np.uint8)
     Y = np.eye(2, dtype=np.uint8)[np.arange(8) % 2]
     params = dict(
@@ -338,19 +339,21 @@ def test_net_truncated_checkpoint(tmp_path):
         progress=False,
         random_state=0,
     )
-    CNNClassifier(**params, checkpoint=path).fit(X, Y)
+    CNNClassifier(**params, checkpoint=tmp_path).fit(X, Y)
+    (path,) = tmp_path.glob("cnnclassifier-*.pt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # an interrupted copy
     with pytest.raises(ValueError, match="is not a protloc checkpoint"):
-        CNNClassifier(**params, checkpoint=path).fit(X, Y)
+        CNNClassifier(**params, checkpoint=tmp_path).fit(X, Y)
 
 
-def test_net_checkpoint_that_is_a_folder(tmp_path):
+def test_net_checkpoint_that_is_a_file(tmp_path):
     from protloc.nets import CNNClassifier
 
     X = np.zeros((8, 16, 16, 4), np.uint8)
     Y = np.eye(2, dtype=np.uint8)[np.arange(8) % 2]
+    (tmp_path / "fit.pt").write_bytes(b"x")
     clf = CNNClassifier(
-        image_size=16, width=4, depth=2, epochs=1, progress=False, checkpoint=tmp_path
+        image_size=16, width=4, depth=2, epochs=1, progress=False, checkpoint=tmp_path / "fit.pt"
     )
-    with pytest.raises(ValueError, match="is a folder; pass the path of a file"):
+    with pytest.raises(ValueError, match="is a file; checkpoint names a folder"):
         clf.fit(X, Y)
