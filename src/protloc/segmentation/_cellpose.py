@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from protloc._cache import DiskCache, hash_array, hash_file
+from protloc._sharding import map_shards, shard_bounds, shared_model
 from protloc._torch import resolve_device
 from protloc.io import (
     ContainerOutputMixin,
@@ -226,6 +227,15 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         skip segmentation, and an interrupted run resumes where it stopped.
     progress : bool, default=True
         Show a progress bar over images.
+    shard_size : int or None, default=None
+        Images per joblib task (a contiguous run). None gives one shard per worker.
+    n_jobs : int or None, default=None
+        joblib workers over shards: None means 1 (in this process) unless a
+        ``joblib.parallel_config`` says otherwise; under
+        ``joblib.parallel_config(backend="dask")`` the shards go to the Dask cluster,
+        where each worker builds the model once. An :class:`HPAImageSequence` ships
+        only file paths to the workers; an in-memory array ships each shard's pixels.
+        The masks are identical to those of a serial run, in input order.
 
     Attributes
     ----------
@@ -283,6 +293,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         "remove_border_cells": ["boolean"],
         "cache": [str, os.PathLike, None],
         "progress": ["boolean"],
+        "shard_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -302,6 +314,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         remove_border_cells=False,
         cache=None,
         progress=True,
+        shard_size=None,
+        n_jobs=None,
     ):
         self.model = model
         self.cell_model = cell_model
@@ -317,6 +331,8 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         self.remove_border_cells = remove_border_cells
         self.cache = cache
         self.progress = progress
+        self.shard_size = shard_size
+        self.n_jobs = n_jobs
 
     # ----------------------------------------------------------------- sklearn API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -372,24 +388,22 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
                 "pass images with the same channels in the same order."
             )
         specs = self._model_specs()
-        cache = params = None
-        if self.cache is not None:
-            cache = DiskCache(Path(self.cache).expanduser(), "segmentation")
-            params = self._cache_params(specs)
+        params = None if self.cache is None else self._cache_params(specs)
         n_images = len(X)
-        nuclei, cells = [None] * n_images, [None] * n_images
-        planes_at = [self.nucleus_channel_, *self.cyto_channels_]
+        nuclei, cells = [], []
 
         from tqdm.auto import tqdm
 
+        bounds = shard_bounds(n_images, self.shard_size, self.n_jobs)
+        # A slice of an HPAImageSequence holds paths only: workers read the pixels.
+        tasks = [(self, X[a:b], specs, params) for a, b in bounds]
         bar = tqdm(total=n_images, disable=not self.progress, desc="Segmenting", unit="image")
         with bar:
-            for start in range(0, n_images, self.batch_size):
-                batch = range(start, min(start + self.batch_size, n_images))
-                planes = [np.ascontiguousarray(im[..., planes_at]) for im in load_batch(X, batch)]
-                for i, (nuc, cel) in zip(batch, self._cached_segment(planes, specs, cache, params)):
-                    nuclei[i], cells[i] = nuc, cel
-                bar.update(len(batch))
+            for masks in map_shards(_segment_shard, tasks, self.n_jobs):
+                for nuc, cel in masks:
+                    nuclei.append(nuc)
+                    cells.append(cel)
+                bar.update(len(masks))
 
         ids = X.ids if isinstance(X, HPAImageSequence) else None
         empty = [i for i in range(n_images) if nuclei[i].max(initial=0) == 0]
@@ -406,12 +420,6 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         if len({m.shape for m in nuclei}) == 1:
             nuclei, cells = np.stack(nuclei), np.stack(cells)
         return SegmentedImages(images=X, nuclei=nuclei, cells=cells, channels=names, ids=ids)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        # Loaded networks are large and device-bound; they are rebuilt on first use.
-        state.pop("_models", None)
-        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -446,11 +454,9 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         return params
 
     def _get_model(self, spec):
-        models = self.__dict__.setdefault("_models", {})
-        key = (spec, str(self.device_))
-        if key not in models:
-            models[key] = _build_model(spec, self.device_)
-        return models[key]
+        # One model per process, reused by every shard a worker gets.
+        key = ("cellpose", spec, str(self.device_))
+        return shared_model(key, lambda: _build_model(spec, self.device_))
 
     def _eval(self, spec, images, diameter, *, two_channel):
         model = self._get_model(spec)
@@ -477,59 +483,72 @@ class CellposeSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         return [np.asarray(m, dtype=np.int32) for m in masks]
 
     def _cached_segment(self, planes, specs, cache, params):
-        """Masks of a batch, from the cache where possible."""
+        """Yield the masks of each image of a batch, from the cache where possible."""
         if cache is None:
-            return self._segment(planes, specs)
+            yield from self._segment(planes, specs)
+            return
         keys = [cache.key(hash_array(p), params) for p in planes]
         results = [None] * len(planes)
         for j, key in enumerate(keys):
             hit = cache.get(key)
-            if hit is not None and {"nuclei", "cells"} <= set(hit):
+            # An entry must fit its image; a foreign or stale one is recomputed.
+            if (
+                hit is not None
+                and {"nuclei", "cells"} <= set(hit)
+                and hit["nuclei"].shape == hit["cells"].shape == planes[j].shape[:2]
+            ):
                 results[j] = (hit["nuclei"].astype(np.int32), hit["cells"].astype(np.int32))
         todo = [j for j, result in enumerate(results) if result is None]
-        if todo:
-            for j, result in zip(todo, self._segment([planes[j] for j in todo], specs)):
-                results[j] = result
-                # Written at once, so an interrupted run keeps the images already done.
-                cache.set(keys[j], {"nuclei": _compact(result[0]), "cells": _compact(result[1])})
-        return results
+        computed = self._segment([planes[j] for j in todo], specs)
+        for j in range(len(planes)):
+            if results[j] is None:
+                results[j] = next(computed)
+                # Stored as soon as the image is done, so an interrupted run keeps it.
+                cache.set(
+                    keys[j], {"nuclei": _compact(results[j][0]), "cells": _compact(results[j][1])}
+                )
+            yield results[j]
 
     def _segment(self, planes, specs):
-        """Masks for a list of (rows, cols, 1 + n_cyto) planes: nucleus first."""
-        results = [None] * len(planes)
-        # A flat nucleus channel holds no nucleus; Cellpose is not asked.
-        active = [j for j, p in enumerate(planes) if p[..., 0].min() != p[..., 0].max()]
-        for j in range(len(planes)):
-            if j not in active:
-                blank = np.zeros(planes[j].shape[:2], np.int32)
-                results[j] = (blank, blank.copy())
-        if not active:
-            return results
-        nuclei = self._eval(
-            specs["model"], [planes[j][..., 0] for j in active], self.diameter, two_channel=False
-        )
-        if self.cell_method == "cellpose":
-            stacks = [
-                np.stack(
-                    [cytoplasm_signal(planes[j][..., 1:]), planes[j][..., 0].astype(np.float32)],
-                    axis=-1,
+        """Yield the masks of each (rows, cols, 1 + n_cyto) plane stack (nucleus first).
+
+        Images go through Cellpose one at a time (as its own ``eval`` of a list
+        does), so that each is yielded, and cached, as soon as it is done.
+        """
+        for plane in planes:
+            if plane[..., 0].min() == plane[..., 0].max():
+                # A flat nucleus channel holds no nucleus; Cellpose is not asked.
+                blank = np.zeros(plane.shape[:2], np.int32)
+                yield blank, blank.copy()
+                continue
+            (nuc,) = self._eval(specs["model"], [plane[..., 0]], self.diameter, two_channel=False)
+            if self.cell_method == "cellpose":
+                stack = np.stack(
+                    [cytoplasm_signal(plane[..., 1:]), plane[..., 0].astype(np.float32)], axis=-1
                 )
-                for j in active
-            ]
-            raw_cells = self._eval(
-                specs["cell_model"], stacks, self.cell_diameter, two_channel=True
-            )
-            cells = [assign_cells_to_nuclei(n, c) for n, c in zip(nuclei, raw_cells)]
-        else:
-            cells = [
-                grow_cells(n, planes[j][..., 1:], sigma=_WATERSHED_SIGMA)
-                for n, j in zip(nuclei, active)
-            ]
-        for j, nuc, cel in zip(active, nuclei, cells):
+                (raw,) = self._eval(
+                    specs["cell_model"], [stack], self.cell_diameter, two_channel=True
+                )
+                cel = assign_cells_to_nuclei(nuc, raw)
+            else:
+                cel = grow_cells(nuc, plane[..., 1:], sigma=_WATERSHED_SIGMA)
             if self.remove_border_cells:
                 nuc, cel = remove_border_objects(nuc, cel)
-            results[j] = pair_labels(nuc, cel)
-        return results
+            yield pair_labels(nuc, cel)
+
+
+def _segment_shard(segmenter, images, specs, params):
+    """Masks of a shard of images (a joblib task: runs in a worker or here)."""
+    cache = None
+    if params is not None:
+        cache = DiskCache(Path(segmenter.cache).expanduser(), "segmentation")
+    planes_at = [segmenter.nucleus_channel_, *segmenter.cyto_channels_]
+    masks = []
+    for start in range(0, len(images), segmenter.batch_size):
+        batch = range(start, min(start + segmenter.batch_size, len(images)))
+        planes = [np.ascontiguousarray(im[..., planes_at]) for im in load_batch(images, batch)]
+        masks.extend(segmenter._cached_segment(planes, specs, cache, params))
+    return masks
 
 
 def _check_dense(X):
