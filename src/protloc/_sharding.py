@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 
 __all__ = [
+    "clear_models",
     "extract",
     "extract_all",
     "map_shards",
@@ -63,6 +64,12 @@ def shared_model(key, build):
         while len(_models) > _MAX_MODELS:
             _models.popitem(last=False)
         return model
+
+
+def clear_models():
+    """Forget the models this process holds (they are freed once nothing else uses them)."""
+    with _lock:
+        _models.clear()
 
 
 def model_builds():

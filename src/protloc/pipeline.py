@@ -160,8 +160,12 @@ def make_t25_pipeline(
     device : str, default="auto"
     batch_size : int, default=64
     n_jobs : int or None, default=None
-        Parallel jobs for the genetic algorithm's fitness evaluations.
+        joblib workers: over shards of images for segmentation and CNN features,
+        and over the genetic algorithm's fitness evaluations. Under
+        ``joblib.parallel_config(backend="dask")``, None uses the whole cluster.
     random_state : int, RandomState or None
+        Seeds the genetic algorithm, its folds, the tree classifier and the random
+        CNN weights of ``weights=None``.
     progress : bool, default=False
         Progress bars.
 
@@ -201,6 +205,8 @@ def make_t25_pipeline(
             cache=cache,
             progress=progress,
             cell_pooling=pooling,
+            n_jobs=n_jobs,
+            random_state=random_state,
         )
 
     branches = []
@@ -217,6 +223,7 @@ def make_t25_pipeline(
                         device=device,
                         cache=cache,
                         progress=progress,
+                        n_jobs=n_jobs,
                     ),
                 ),
                 ("regioncropper", RegionCropper(regions=tuple(regions), crop_size=crop_size)),

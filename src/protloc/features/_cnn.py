@@ -238,9 +238,18 @@ class _Runtime:
             x = torch.addcmul(shift, unit.reshape(P, S, S, 1), scale)
         return x.permute(0, 3, 1, 2)
 
-    def forward(self, x):
-        """Features of a (P, 3, S, S) batch as a float32 (P, width) ndarray."""
+    def forward(self, x, pad_to=None):
+        """Features of a (P, 3, S, S) batch as a float32 (P, width) ndarray.
+
+        ``pad_to`` pads the batch with zeros to that many planes: CPU kernels pick
+        their algorithm by batch size, so a fixed size makes every sample's features
+        the same bits wherever shard and batch boundaries fall.
+        """
         torch = import_torch()
+        n = x.shape[0]
+        if pad_to is not None and n < pad_to:
+            pad = torch.zeros((pad_to - n, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
         amp = (
             nullcontext()
             if self.amp is None
@@ -251,7 +260,7 @@ class _Runtime:
             out = self.model.forward_head(
                 self.model.forward_features(x), pre_logits=self.layer == "pooled"
             )
-            return out.float().cpu().numpy()
+            return out[:n].float().cpu().numpy()
 
 
 def _unit_planes(arr, size, mode, device):
@@ -997,7 +1006,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 _, pieces, owners, x = message
                 if x is None:
                     x = rt.planes(pieces, R, C, rt.device)
-                feats = rt.forward(x).reshape(-1, R, C, rt.width)
+                feats = rt.forward(x, pad_to=self.batch_size).reshape(-1, R, C, rt.width)
                 for (first_item, _), (i, key, first, k, total) in zip(pieces, owners):
                     parts = partial.setdefault(i, [])
                     parts.append(feats[first_item : first_item + k])
