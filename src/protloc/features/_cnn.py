@@ -412,8 +412,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     ``n_features_in_`` is not defined: the input is a batch of images (or crops), not
     a table; ``channel_names_in_`` records its layout instead.
 
-    The network is built in ``fit``, kept in a private attribute and left out of the
-    pickle; an unpickled extractor rebuilds it on first use.
+    Networks are built on first need, kept in a per-process registry and left out of
+    the pickle. ``fit`` stores each backbone's description (width, preprocessing) in
+    the cache, so that a fit whose features are all cached builds no network.
 
     **CellCrops input.** Every cell's region crops are described; an image's row holds
     the mean (and optionally the max) of its cells' features, so the output keeps one
@@ -548,7 +549,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Validate the input and parameters, load the backbones and record the layout.
+        """Validate the input and parameters, describe the backbones and record the layout.
 
         Every check (backbone names, weights, channels, the images) runs before any
         network is built or downloaded.
@@ -913,7 +914,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """Yield (sample index, features (items, regions, channels, width)) per sample.
 
         A producer thread looks samples up in the cache, decodes the missing ones (with
-        ``n_jobs`` threads) and cuts their planes into network batches; the calling
+        a few threads) and cuts their planes into network batches; the calling
         thread runs the network. Samples come out when all their planes are done, not
         necessarily in order.
         """
