@@ -27,6 +27,7 @@ __all__ = [
     "map_shards",
     "model_builds",
     "parse_shard",
+    "runs_here",
     "shard_bounds",
     "shard_range",
     "shared_model",
@@ -102,19 +103,28 @@ def shard_bounds(n_samples, shard_size, n_jobs):
 def map_shards(func, tasks, n_jobs):
     """Yield ``func(*args)`` for each tuple of ``tasks``, in order, through joblib.
 
-    One task runs here without joblib; more go to ``joblib.Parallel(n_jobs)``, which
-    follows the active ``joblib.parallel_config`` (e.g. ``backend="dask"``). Results
-    are yielded as they complete in order, so the caller can store each one before
-    the next arrives.
+    Tasks go to ``joblib.Parallel(n_jobs)``, which follows the active
+    ``joblib.parallel_config`` (e.g. ``backend="dask"``); a single task runs here,
+    unless a Dask backend is active (the cluster's workers read the files and hold
+    the models). Results are yielded in order as they complete, so the caller can
+    store each one before the next arrives.
     """
-    if len(tasks) == 1:
+    from joblib import Parallel, delayed
+
+    if runs_here(len(tasks)):
         yield func(*tasks[0])
         return
-    from joblib import Parallel, delayed
 
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(func)(*args) for args in tasks
     )
+
+
+def runs_here(n_tasks):
+    """Whether ``n_tasks`` shards run in this process: one task, and no Dask backend."""
+    from joblib.parallel import get_active_backend
+
+    return n_tasks == 1 and "Dask" not in type(get_active_backend()[0]).__name__
 
 
 def parse_shard(text):

@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._cache import DiskCache, hash_array, hash_file, hash_params
 from .._crops import CellCrops
-from .._sharding import map_shards, shard_bounds, shared_model
+from .._sharding import map_shards, runs_here, shard_bounds, shared_model
 from .._torch import autocast_dtype, import_torch, resolve_device
 from ..io import HPAImageSequence, channel_names, check_images, read_image, resolve_channels
 from ._weights import build_backbone, check_backbone_name, resolve_weights
@@ -855,7 +855,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         if shard_size is None and _is_zarr(out):
             shard_size = max(1, int(out.chunks[0]))  # whole chunks per write
         bounds = shard_bounds(len(source.items), shard_size, self.n_jobs)
-        if len(bounds) == 1 and isinstance(out, np.ndarray):
+        if runs_here(len(bounds)) and isinstance(out, np.ndarray):
             self._fill(source, level, out)
         else:
             from tqdm.auto import tqdm
