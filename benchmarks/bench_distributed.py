@@ -37,12 +37,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 HPA2018_TRAIN = 31_072
+CHANNELS = 4
 BACKBONES = 4
-# Labelled assumptions for the GPU projection (not measured here): one modern data
-# centre GPU runs Cellpose 3 at ~0.15 s per 512-px HPA image, and EfficientNet-Lite
-# features at ~3,000 planes/s in bf16 (224 px), i.e. ~50x this CPU's per-plane speed.
+# Nuclei (= cells) per real 512-px HPA image: mean over 20 sample images, measured by
+# bench_segmentation.py (docs/benchmarks.md); synthetic fields have fewer, so the
+# measured cell-level cost is scaled to this count.
+HPA_CELLS_PER_IMAGE = 21.2
+# Labelled assumptions for the GPU projection (not measured here): one data-centre GPU
+# runs Cellpose 3 at ~0.15 s per 512-px image and a Lite-sized backbone at ~3,000
+# network inputs (planes) per second in bf16 at 224 px.
 GPU_SEG_S = 0.15
-GPU_SPEEDUP_FEATURES = 50.0
+GPU_PLANES_PER_S = 3000.0
 
 
 def write_pngs(folder, n, size):
@@ -110,10 +115,14 @@ def on_cluster(n_workers, steps, images, warm, shard_size):
 
 def per_image_costs(args, model_path, images):
     """Serial seconds per image: segmentation, image features, cell features (1 backbone)."""
+    from sklearn.base import clone
+
     from protloc.features import CNNFeatureExtractor
     from protloc.regions import RegionCropper
     from protloc.segmentation import CellposeSegmenter
 
+    # The first image of each step is a warm-up (imports, model build), off the clock.
+    warm, images = images[:1], images[1:]
     n = len(images)
     ext = CNNFeatureExtractor(
         args.backbone,
@@ -123,13 +132,16 @@ def per_image_costs(args, model_path, images):
         random_state=0,
         progress=False,
     )
+    ext.fit_transform(warm)
     t_image, _ = timed(lambda: ext.fit_transform(images))
     costs = {"image features / backbone": t_image / n}
     if model_path is not None:
         seg = CellposeSegmenter(model_path, diameter=args.diameter, device="cpu", progress=False)
+        cropper = RegionCropper(crop_size=128)
+        cell_ext = clone(ext).set_params(cell_pooling=("mean",))
+        cell_ext.fit_transform(cropper.fit_transform(seg.fit_transform(warm)))
         t_seg, segmented = timed(lambda: seg.fit_transform(images))
-        crops = RegionCropper(crop_size=128).fit_transform(segmented)
-        cell_ext = ext.set_params(cell_pooling=("mean",))
+        crops = cropper.fit_transform(segmented)
         t_cell, _ = timed(lambda: cell_ext.fit_transform(crops))
         costs["segmentation"] = t_seg / n
         costs["cell features / backbone"] = t_cell / n
@@ -151,7 +163,9 @@ def main():
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--diameter", type=float, default=36.0)
     parser.add_argument("--shard-size", type=int, default=None)
-    parser.add_argument("--cost-images", type=int, default=8, help="0 skips the projection")
+    parser.add_argument(
+        "--cost-images", type=int, default=9, help="the first is a warm-up; 0 skips"
+    )
     parser.add_argument("--cost-png-size", type=int, default=512)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
@@ -171,33 +185,34 @@ def main():
 
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "images"
-        folder.mkdir()
-        write_pngs(folder, args.n_images, args.png_size)
-        images = load_hpa(folder, lazy=True).images
-        warm = images[:2]
-        steps = make_steps(args, model_path)
-        print(
-            f"{args.n_images} synthetic {args.png_size}-px fields (PNG), steps {list(steps)}, "
-            f"{args.backbone} at {args.image_size} px (fp32), shard_size={args.shard_size}"
-        )
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the serial run gets what one worker gets
-        run_all(steps, warm, None)
-        t_serial, reference = run_all(steps, images, args.shard_size)
-        torch.set_num_threads(threads)
-        t_one, out_one = on_cluster(1, steps, images, warm, args.shard_size)
-        t_two, out_two = on_cluster(2, steps, images, warm, args.shard_size)
-        for name in steps:
-            same = np.array_equal(out_one[name], reference[name]) and np.array_equal(
-                out_two[name], reference[name]
-            )
+        if args.n_images:  # 0 skips the three-way comparison
+            folder = Path(tmp) / "images"
+            folder.mkdir()
+            write_pngs(folder, args.n_images, args.png_size)
+            images = load_hpa(folder, lazy=True).images
+            warm = images[:2]
+            steps = make_steps(args, model_path)
             print(
-                f"{name:13s} serial {t_serial[name]:7.1f} s | Dask 1 worker {t_one[name]:7.1f} s"
-                f" | Dask 2 workers {t_two[name]:7.1f} s | Dask-1/serial "
-                f"{t_one[name] / t_serial[name]:.2f} (goal <= 1.10) | 2-worker speed-up "
-                f"{t_one[name] / t_two[name]:.2f}x (goal >= 1.7) | identical: {same}"
+                f"{args.n_images} synthetic {args.png_size}-px fields (PNG), steps {list(steps)}, "
+                f"{args.backbone} at {args.image_size} px (fp32), shard_size={args.shard_size}"
             )
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the serial run gets what one worker gets
+            run_all(steps, warm, None)
+            t_serial, reference = run_all(steps, images, args.shard_size)
+            torch.set_num_threads(threads)
+            t_one, out_one = on_cluster(1, steps, images, warm, args.shard_size)
+            t_two, out_two = on_cluster(2, steps, images, warm, args.shard_size)
+            for name in steps:
+                same = np.array_equal(out_one[name], reference[name]) and np.array_equal(
+                    out_two[name], reference[name]
+                )
+                print(
+                    f"{name:13s} serial {t_serial[name]:7.1f} s | Dask 1 worker {t_one[name]:7.1f} s"
+                    f" | Dask 2 workers {t_two[name]:7.1f} s | Dask-1/serial "
+                    f"{t_one[name] / t_serial[name]:.2f} (goal <= 1.10) | 2-worker speed-up "
+                    f"{t_one[name] / t_two[name]:.2f}x (goal >= 1.7) | identical: {same}"
+                )
 
         if args.cost_images:
             cost_folder = Path(tmp) / "cost"
@@ -205,26 +220,30 @@ def main():
             write_pngs(cost_folder, args.cost_images, args.cost_png_size)
             costs = per_image_costs(args, model_path, load_hpa(cost_folder, lazy=True).images)
             print(
-                f"serial per-image costs on {args.cost_images} {args.cost_png_size}-px fields "
+                f"serial per-image costs on {args.cost_images - 1} {args.cost_png_size}-px fields "
+                "after a warm-up one "
                 f"({torch.get_num_threads()} torch threads, {args.backbone} at its own size):"
             )
             for name, value in costs.items():
                 print(f"  {name:28s} {value:7.2f}" + ("" if "cells" in name else " s"))
+            cells = costs.get("cells per image", 0.0)
+            cell_cost = costs.get("cell features / backbone", 0.0)
+            if cells:
+                cell_cost *= HPA_CELLS_PER_IMAGE / cells  # as many cells as real HPA images
             per_image = costs.get("segmentation", 0.0) + BACKBONES * (
-                costs["image features / backbone"] + costs.get("cell features / backbone", 0.0)
+                costs["image features / backbone"] + cell_cost
             )
             cpu = HPA2018_TRAIN * per_image
             print(
                 f"projection, HPA 2018 train ({HPA2018_TRAIN} images, {BACKBONES} backbones, "
-                "image + cell level):"
+                f"image + cell level, {HPA_CELLS_PER_IMAGE} cells per image):"
             )
             print(f"  one 2-core machine (measured costs)  : {hours(cpu)}")
-            gpu_per_image = GPU_SEG_S + (per_image - costs.get("segmentation", 0.0)) / (
-                GPU_SPEEDUP_FEATURES
-            )
+            planes = BACKBONES * CHANNELS * (1 + 3 * HPA_CELLS_PER_IMAGE)  # 3 regions
+            gpu_per_image = GPU_SEG_S + planes / GPU_PLANES_PER_S
             print(
-                f"  1 GPU  (ESTIMATE: Cellpose {GPU_SEG_S} s/image, features "
-                f"{GPU_SPEEDUP_FEATURES:.0f}x this CPU): {hours(HPA2018_TRAIN * gpu_per_image)}"
+                f"  1 GPU  (ESTIMATE: Cellpose {GPU_SEG_S} s/image, {GPU_PLANES_PER_S:.0f} "
+                f"planes/s, {planes:.0f} planes/image): {hours(HPA2018_TRAIN * gpu_per_image)}"
             )
             print(
                 "  8 GPUs (ESTIMATE: 8 Dask workers, one per GPU, linear): "
