@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--diameter", type=float, default=60.0)
     parser.add_argument("--data", default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--device", default="cpu", help='"cpu", "cuda", "cuda:N"')
     args = parser.parse_args()
     data_dir, model_path = _paths(args)
 
@@ -73,13 +74,24 @@ def main():
     n, bs = len(X), args.batch_size
     print(
         f"{n} real HPA images {X.shape[1]}x{X.shape[2]}, diameter={args.diameter}, "
-        f"model={model_path.name}, torch threads={__import__('torch').get_num_threads()}"
+        f"model={model_path.name}, device={args.device}, "
+        f"torch threads={__import__('torch').get_num_threads()}"
     )
 
-    raw = models.CellposeModel(gpu=False, pretrained_model=str(model_path))
+    import torch
+
+    device = torch.device(args.device)
+    raw = models.CellposeModel(
+        gpu=device.type != "cpu", device=device, pretrained_model=str(model_path)
+    )
     cache_dir = tempfile.mkdtemp(prefix="bench-seg-")
     seg = CellposeSegmenter(
-        model_path, diameter=args.diameter, batch_size=bs, cache=cache_dir, progress=False
+        model_path,
+        diameter=args.diameter,
+        batch_size=bs,
+        device=args.device,
+        cache=cache_dir,
+        progress=False,
     ).fit(X)
     # Warm up both (network build, mkldnn and allocator first-use costs) on another image.
     warm = data.images[n : n + 1].load()
@@ -91,7 +103,7 @@ def main():
     # Time spent inside Cellpose during the segmenter's own calls: the rest of
     # transform is protloc's overhead, measured on the very same calls.
     timers = {"eval": 0.0, "depth": 0}
-    model = next(iter(seg._models.values()))
+    model = seg._get_model(seg._model_specs()["model"])
     inner_eval = model.eval
 
     def timed_eval(*a, **kw):

@@ -151,10 +151,15 @@ class DiskCache:
                 pass
             raise
 
+    def _entries(self):
+        # pathlib's glob also matches the hidden temp files of writes in progress (or
+        # of a process killed mid-write); those are not entries.
+        return (p for p in self.directory.glob("*/*.npz") if not p.name.startswith(".tmp-"))
+
     def __len__(self):
-        return sum(1 for _ in self.directory.glob("*/*.npz"))
+        return sum(1 for _ in self._entries())
 
     def clear(self):
-        """Remove every entry of this namespace."""
+        """Remove every entry of this namespace, and any leftover temp file."""
         for path in self.directory.glob("*/*.npz"):
             path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """The parameters that several estimators share, defined once.
 
 ``device``, ``precision``, ``batch_size``, ``progress``, ``cache``, ``random_state``,
-``n_jobs`` and ``checkpoint`` mean the same thing in every protloc estimator that
+``n_jobs``, ``shard_size`` and ``checkpoint`` mean the same thing in every protloc estimator that
 takes them. This module holds, for each:
 
 - its ``_parameter_constraints`` entry (:data:`SHARED_CONSTRAINTS`, picked with
@@ -69,6 +69,7 @@ SHARED_CONSTRAINTS = {
     "random_state": ["random_state"],
     "n_jobs": [None, Integral],
     "checkpoint": [None, str, os.PathLike],
+    "shard_size": [None, Interval(Integral, 1, None, closed="left")],
 }
 
 # name -> (type, description); the "default=" is read from each signature.
@@ -109,6 +110,13 @@ _DOC_ENTRIES = {
         "Parallel workers over samples (or candidates), through joblib or a worker\n"
         "pool. None means 1 unless inside a ``joblib.parallel_config`` context; -1\n"
         "means one per processor.",
+    ),
+    "shard_size": (
+        "int or None",
+        "Samples per parallel task: the input is cut into contiguous shards that run\n"
+        "through joblib (``n_jobs`` local workers, or a Dask cluster under\n"
+        '``joblib.parallel_config(backend="dask")``). None gives one shard per worker.\n'
+        "Results are the same, in input order, whatever the shards.",
     ),
     "checkpoint": (
         "str, path-like or None",

@@ -169,7 +169,9 @@ def make_t25_pipeline(
     %(device)s
     %(batch_size)s
     %(n_jobs)s
-        Here: the genetic algorithm's fitness evaluations.
+        Here: over shards of images for segmentation and CNN features, and over the
+        genetic algorithm's fitness evaluations. Under
+        ``joblib.parallel_config(backend="dask")``, None uses the whole cluster.
     %(random_state)s
         Here: passed to every random step (random weights, the selector and its
         folds, the classifier).
@@ -210,6 +212,7 @@ def make_t25_pipeline(
             random_state=random_state,
             progress=progress,
             cell_pooling=pooling,
+            n_jobs=n_jobs,
         )
 
     branches = []
@@ -228,6 +231,7 @@ def make_t25_pipeline(
                 device=device,
                 cache=cache,
                 progress=progress,
+                n_jobs=n_jobs,
             )
         elif segmenter == "watershed":
             segment = WatershedSegmenter(diameter=diameter, cache=cache, progress=progress)

@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 
+from protloc._cache import DiskCache, hash_array
+from protloc._sharding import model_builds
 from protloc.datasets import make_synthetic_hpa
 from protloc.exceptions import ModelUnavailableError
 from protloc.io import DEFAULT_CHANNELS, load_hpa
@@ -142,10 +144,11 @@ def test_cache_keys_the_model_file_by_content(synthetic, segmented, cellpose_mod
     copy = tmp_path / "renamed-model.pth"
     shutil.copyfile(cellpose_model_path, copy)
     seg = CellposeSegmenter(copy, diameter=DIAMETER, cache=cache_dir, progress=False)
+    builds = model_builds()
     again = seg.fit_transform(X)
     np.testing.assert_array_equal(again.cells, out.cells)
     assert len(DiskCache(cache_dir, "segmentation")) == len(X)  # hits, no new entries
-    assert "_models" not in seg.__dict__  # Cellpose was never needed
+    assert model_builds() == builds  # Cellpose was never needed
 
 
 def test_cache_key_depends_on_pixels_and_parameters(cellpose_model_path, tmp_path):
@@ -191,11 +194,9 @@ def test_lazy_sequence_gives_the_same_masks(synthetic, segmented, tmp_path):
 def test_model_is_not_pickled_and_is_rebuilt(synthetic, segmented):
     X, _ = synthetic
     seg, out, _ = segmented
-    assert seg.__dict__.get("_models")  # the fixture loaded the network
     blob = pickle.dumps(seg)
     assert len(blob) < 20_000  # the network alone is ~26 MB
     restored = pickle.loads(blob)
-    assert "_models" not in restored.__dict__
     again = restored.set_params(cache=None).transform(X[:1])
     # same pixels, same model: Cellpose on CPU is deterministic
     np.testing.assert_array_equal(again.nuclei[0], out.nuclei[0])
@@ -394,3 +395,37 @@ def test_real_hpa_images(hpa_sample_dir, cellpose_model_path):
         assert _one_nucleus_per_cell(nuclei, cells)
         # cells are grown from the red and yellow channels: larger than their nuclei
         assert (cells > 0).sum() > 1.5 * (nuclei > 0).sum()
+
+
+def test_cache_entry_of_the_wrong_shape_is_recomputed(synthetic, segmented, tmp_path):
+    """An entry must fit its image: masks of another shape are recomputed, not returned."""
+    X, _ = synthetic
+    seg, out, cache_dir = segmented
+    shutil.copytree(cache_dir, tmp_path / "c")
+    cache = DiskCache(tmp_path / "c", "segmentation")
+    planes = np.ascontiguousarray(X[0][..., [seg.nucleus_channel_, *seg.cyto_channels_]])
+    key = cache.key(hash_array(planes), seg._cache_params(seg._model_specs()))
+    assert key in cache
+    wrong = np.ones((5, 7), np.uint16)
+    cache.set(key, {"nuclei": wrong, "cells": wrong})
+    again = clone(seg).set_params(cache=tmp_path / "c").fit_transform(X[:1])
+    np.testing.assert_array_equal(again.nuclei[0], out.nuclei[0])
+    assert cache.get(key)["nuclei"].shape == X.shape[1:3]  # the entry was rewritten
+
+
+def test_each_image_is_cached_as_soon_as_it_is_done(synthetic, segmented, tmp_path):
+    """A run stopped inside its first batch keeps the images already segmented."""
+    X, _ = synthetic
+    seg, out, _ = segmented
+    seg = clone(seg).set_params(cache=tmp_path, batch_size=8).fit(X)
+    specs = seg._model_specs()
+    cache = DiskCache(tmp_path, "segmentation")
+    params = seg._cache_params(specs)
+    planes = [
+        np.ascontiguousarray(im[..., [seg.nucleus_channel_, *seg.cyto_channels_]]) for im in X
+    ]
+    masks = seg._cached_segment(planes, specs, cache, params)
+    first = next(masks)
+    masks.close()  # the run stops here, within a batch of 3
+    np.testing.assert_array_equal(first[0], out.nuclei[0])
+    assert len(cache) == 1

@@ -14,11 +14,14 @@ hash of its pixels (or file bytes) and of everything that shapes the features.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import queue
 import threading
 import warnings
 from contextlib import nullcontext
+from functools import partial
 from numbers import Integral
 from typing import ClassVar
 
@@ -36,8 +39,8 @@ from .._params import (
     runtime_device,
     seeds,
     shared_constraints,
-    worker_count,
 )
+from .._sharding import map_shards, runs_here, shard_bounds, shared_model
 from .._torch import autocast_dtype, import_torch
 from .._validation import (
     channel_names,
@@ -62,6 +65,8 @@ __all__ = ["CNNFeatureExtractor", "FeatureBlock", "NoCellsWarning"]
 _POOLINGS = ("mean", "max")
 # Bumped whenever preprocessing changes, so old cache entries are never reused.
 _FORMAT_VERSION = 1
+# Threads decoding and hashing samples while the network runs.
+_DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 class NoCellsWarning(UserWarning):
@@ -126,16 +131,50 @@ class _CropSource:
 
 # --------------------------------------------------------------------------- runtime
 class _Runtime:
-    """One loaded backbone and its preprocessing."""
+    """One backbone and its preprocessing; the network is loaded on first use.
+
+    ``load()`` returns the network on ``device``. A runtime whose samples are all
+    cached never loads it. ``width``, when known, is checked against the network's.
+    """
 
     def __init__(
-        self, backbone, model, *, device, amp, layer, image_size, mean, std, interpolation, identity
+        self,
+        backbone,
+        load,
+        *,
+        device,
+        amp,
+        layer,
+        image_size,
+        mean,
+        std,
+        interpolation,
+        identity,
+        width=None,
     ):
-        self.backbone, self.model, self.device, self.amp = backbone, model, device, amp
+        self.backbone, self._load, self._model = backbone, load, None
+        self.device, self.amp = device, amp
         self.layer, self.image_size = layer, image_size
         self.mean, self.std, self.interpolation = mean, std, interpolation
         self.identity = identity
-        self.width = None
+        self.width = width
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._load()
+            # One tiny forward pass gives the exact width of every timm head variant.
+            size = self.image_size
+            probe = self.planes([(0, [np.zeros((1, size, size, 1), np.uint8)])], 1, 1, "cpu")
+            width = int(self.forward(probe).shape[1])
+            if self.width is not None and width != self.width:
+                self._model = None
+                raise ValueError(
+                    f"The weights of {self.backbone!r} changed since fit (width {width} "
+                    f"instead of {self.width})."
+                )
+            self.width = width
+        return self._model
 
     def cache_params(self):
         return {
@@ -187,9 +226,18 @@ class _Runtime:
             x = torch.addcmul(shift, unit.reshape(P, S, S, 1), scale)
         return x.permute(0, 3, 1, 2)
 
-    def forward(self, x):
-        """Features of a (P, 3, S, S) batch as a float32 (P, width) ndarray."""
+    def forward(self, x, pad_to=None):
+        """Features of a (P, 3, S, S) batch as a float32 (P, width) ndarray.
+
+        ``pad_to`` pads the batch with zeros to that many planes: CPU kernels pick
+        their algorithm by batch size, so a fixed size makes every sample's features
+        the same bits wherever shard and batch boundaries fall.
+        """
         torch = import_torch()
+        n = x.shape[0]
+        if pad_to is not None and n < pad_to:
+            pad = torch.zeros((pad_to - n, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
         amp = (
             nullcontext()
             if self.amp is None
@@ -200,7 +248,7 @@ class _Runtime:
             out = self.model.forward_head(
                 self.model.forward_features(x), pre_logits=self.layer == "pooled"
             )
-            return out.float().cpu().numpy()
+            return out[:n].float().cpu().numpy()
 
 
 def _unit_planes(arr, size, mode, device):
@@ -300,7 +348,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         HPAImageSequence, its files' bytes) and by the backbone, weights,
         preprocessing, layer and precision.
     %(n_jobs)s
-        Here: threads decoding and hashing samples while the network runs.
+        Here: workers over shards of samples; under
+        ``joblib.parallel_config(backend="dask")`` each Dask worker builds each
+        backbone once. An :class:`HPAImageSequence` ships only file paths to the
+        workers; arrays and CellCrops ship each shard's pixels.
+    %(shard_size)s
+        Here: with a Zarr ``out`` and no ``shard_size``, one shard per chunk of rows.
     %(random_state)s
         Here: only the random weights of ``weights=None`` are random.
     %(progress)s
@@ -337,8 +390,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     ``n_features_in_`` is not defined: the input is a batch of images (or crops), not
     a table; ``channel_names_in_`` records its layout instead.
 
-    The network is built in ``fit``, kept in a private attribute and left out of the
-    pickle; an unpickled extractor rebuilds it on first use.
+    Networks are built on first need, kept in a per-process registry and left out of
+    the pickle. ``fit`` stores each backbone's description (width, preprocessing) in
+    the cache, so that a fit whose features are all cached builds no network.
 
     **CellCrops input.** Every cell's region crops are described; an image's row holds
     the mean (and optionally the max) of its cells' features, so the output keeps one
@@ -371,7 +425,14 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         "image_size": [None, Interval(Integral, 16, None, closed="left")],
         "cell_pooling": [str, list, tuple],
         **shared_constraints(
-            "batch_size", "device", "precision", "cache", "n_jobs", "random_state", "progress"
+            "batch_size",
+            "device",
+            "precision",
+            "cache",
+            "n_jobs",
+            "shard_size",
+            "random_state",
+            "progress",
         ),
     }
 
@@ -391,6 +452,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         n_jobs=None,
         random_state=None,
         progress=True,
+        shard_size=None,
     ):
         self.backbones = backbones
         self.channels = channels
@@ -405,6 +467,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.progress = progress
+        self.shard_size = shard_size
 
     # ------------------------------------------------------------------ validation
     def _backbone_names(self):
@@ -458,7 +521,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Validate the input and parameters, load the backbones and record the layout.
+        """Validate the input and parameters, describe the backbones and record the layout.
 
         Every check (backbone names, weights, channels, the images) runs before any
         network is built or downloaded.
@@ -489,67 +552,107 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.init_seed_ = seed
         self.device_ = fit_device(self.device)
 
-        self._runtimes = self._build(backbones, specs)
+        # Networks are built only when the cache lacks their description (see
+        # _backbone_config) and otherwise on the first sample missing from the cache.
+        self.__dict__.pop("_runtimes", None)
+        device = runtime_device(self)
         self.backbone_config_ = {
-            rt.backbone: {
-                "image_size": rt.image_size,
-                "mean": tuple(rt.mean),
-                "std": tuple(rt.std),
-                "interpolation": rt.interpolation,
-                "width": rt.width,
-                "weights": rt.identity,
-            }
-            for rt in self._runtimes
+            backbone: self._backbone_config(backbone, spec, device)
+            for backbone, spec in zip(backbones, specs)
         }
-        self.weights_source_ = {rt.backbone: rt.source for rt in self._runtimes}
+        self.weights_source_ = {b: c["source"] for b, c in self.backbone_config_.items()}
         pooled = pools if kind == "crops" else ["mean"]
         self.feature_blocks_ = self._blocks(pooled)
         self.cell_feature_blocks_ = self._blocks(["mean"])
         return self
 
-    def _build(self, backbones, specs):
+    def _load_backbone(self, backbone, spec, device):
+        """(model on device, has_head, identity), built once per process."""
         torch = import_torch()
-        device = runtime_device(self)
-        amp = autocast_dtype(self.precision, device)
-        runtimes = []
-        for backbone, spec in zip(backbones, specs):
+        seed = self.init_seed_ if spec.kind == "random" else None
+        stamp = None
+        if spec.path is not None:
+            stat = os.stat(spec.path)
+            stamp = (str(spec.path), stat.st_size, stat.st_mtime_ns)
+
+        def build():
             model, has_head, identity, source = build_backbone(backbone, spec, seed=self.init_seed_)
-            if self.layer == "logits" and not has_head:
-                raise ValueError(
-                    f"The weights of {backbone!r} have no classifier, so layer='logits' is "
-                    "not available; use layer='pooled'."
-                )
             model = model.to(device=device, memory_format=torch.channels_last)
-            cfg = model.pretrained_cfg or {}
-            if spec.kind == "packaged":
-                mean, std = spec.packaged.mean, spec.packaged.std
-            else:
-                mean = tuple(cfg.get("mean", _IMAGENET_MEAN))
-                std = tuple(cfg.get("std", _IMAGENET_STD))
-            size = self.image_size or int(cfg.get("input_size", (3, 224, 224))[-1])
-            rt = _Runtime(
-                backbone,
-                model,
-                device=device,
-                amp=amp,
-                layer=self.layer,
-                image_size=size,
-                mean=[float(m) for m in mean],
-                std=[float(s) for s in std],
-                interpolation=_TORCH_MODES.get(cfg.get("interpolation"), "bilinear"),
-                identity=identity,
+            return model, has_head, identity, source
+
+        key = ("timm", backbone, spec.kind, stamp, seed, str(device))
+        return shared_model(key, build)
+
+    def _backbone_config(self, backbone, spec, device):
+        """A backbone's preprocessing and width, from the cache or by building it.
+
+        The description is cached next to the features, so that a fit whose features
+        are all cached (e.g. after ``protloc extract --shard``) builds no network.
+        """
+        import timm
+
+        cache = card = None
+        if self.cache is not None:
+            # Its own namespace, so that feature entries can be counted apart.
+            cache = DiskCache(cache_folder(self.cache), "cnn-backbones")
+            weights = "imagenet" if spec.kind == "imagenet" else spec.identity(self.init_seed_)
+            card = DiskCache.key(
+                {
+                    "card": _FORMAT_VERSION,
+                    "backbone": backbone,
+                    "weights": weights,
+                    "layer": self.layer,
+                    "image_size": self.image_size,
+                    "timm": timm.__version__,
+                }
             )
-            rt.source = source
-            # One tiny forward pass gives the exact width of every timm head variant.
-            probe = rt.planes([(0, [np.zeros((1, size, size, 1), np.uint8)])], 1, 1, "cpu")
-            rt.width = int(rt.forward(probe).shape[1])
-            runtimes.append(rt)
-        return runtimes
+            hit = cache.get(card)
+            if hit is not None and "config" in hit:
+                config = json.loads(str(hit["config"]))
+                return {**config, "mean": tuple(config["mean"]), "std": tuple(config["std"])}
+        model, has_head, identity, source = self._load_backbone(backbone, spec, device)
+        if self.layer == "logits" and not has_head:
+            raise ValueError(
+                f"The weights of {backbone!r} have no classifier, so layer='logits' is "
+                "not available; use layer='pooled'."
+            )
+        cfg = model.pretrained_cfg or {}
+        if spec.kind == "packaged":
+            mean, std = spec.packaged.mean, spec.packaged.std
+        else:
+            mean = tuple(cfg.get("mean", _IMAGENET_MEAN))
+            std = tuple(cfg.get("std", _IMAGENET_STD))
+        size = self.image_size or int(cfg.get("input_size", (3, 224, 224))[-1])
+        rt = _Runtime(
+            backbone,
+            lambda: model,
+            device=device,
+            amp=autocast_dtype(self.precision, device),
+            layer=self.layer,
+            image_size=size,
+            mean=[float(m) for m in mean],
+            std=[float(s) for s in std],
+            interpolation=_TORCH_MODES.get(cfg.get("interpolation"), "bilinear"),
+            identity=identity,
+        )
+        rt.model  # noqa: B018 -- loads it and measures the width
+        config = {
+            "image_size": rt.image_size,
+            "mean": tuple(rt.mean),
+            "std": tuple(rt.std),
+            "interpolation": rt.interpolation,
+            "width": rt.width,
+            "weights": rt.identity,
+            "source": source,
+        }
+        if cache is not None:
+            cache.set(card, {"config": np.array(json.dumps(config))})
+        return config
 
     def _blocks(self, pools):
         blocks, start = [], 0
-        for rt in self._runtimes:
-            backbone = sanitise(rt.backbone)
+        for backbone_name, config in self.backbone_config_.items():
+            backbone, width = sanitise(backbone_name), config["width"]
             for channel in self.channels_:
                 for region in self.regions_:
                     for pool in pools:
@@ -558,10 +661,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                         name = f"{backbone}__{channel_s}__{label_s}"
                         blocks.append(
                             FeatureBlock(
-                                name, backbone, channel_s, label_s, slice(start, start + rt.width)
+                                name, backbone, channel_s, label_s, slice(start, start + width)
                             )
                         )
-                        start += rt.width
+                        start += width
         if len({b.name for b in blocks}) != len(blocks):
             raise ValueError(
                 "Two feature blocks get the same name after replacing '__' in backbone, "
@@ -572,15 +675,28 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _get_runtimes(self):
         if getattr(self, "_runtimes", None) is None:
-            backbones = self._backbone_names()
-            specs = [resolve_weights(b, self.weights, layer=self.layer) for b in backbones]
-            runtimes = self._build(backbones, specs)
-            for rt in runtimes:
-                if rt.width != self.backbone_config_[rt.backbone]["width"]:
-                    raise ValueError(
-                        f"The weights of {rt.backbone!r} changed since fit (width "
-                        f"{rt.width} instead of {self.backbone_config_[rt.backbone]['width']})."
+            device = runtime_device(self)
+            amp = autocast_dtype(self.precision, device)
+            runtimes = []
+            for backbone in self._backbone_names():
+                spec = resolve_weights(backbone, self.weights, layer=self.layer)
+                config = self.backbone_config_[backbone]
+                load = partial(_load_as_fitted, self, backbone, spec, device, config)
+                runtimes.append(
+                    _Runtime(
+                        backbone,
+                        load,
+                        device=device,
+                        amp=amp,
+                        layer=self.layer,
+                        image_size=config["image_size"],
+                        mean=list(config["mean"]),
+                        std=list(config["std"]),
+                        interpolation=config["interpolation"],
+                        identity=config["weights"],
+                        width=config["width"],
                     )
+                )
             self._runtimes = runtimes
         return self._runtimes
 
@@ -613,9 +729,11 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : ndarray of shape (n, rows, cols, channels), HPAImageSequence or CellCrops
-        out : ndarray of float32, shape (n, n_output_features), optional
-            Written in place and returned, for instance an ``np.memmap`` so that the
-            features of a large dataset never sit in memory at once.
+        out : ndarray or zarr.Array of float32, shape (n, n_output_features), optional
+            Written in place and returned, for instance an ``np.memmap`` or a Zarr
+            array so that the features of a large dataset never sit in memory at
+            once. A Zarr array is written one shard at a time (by default one shard
+            per chunk of rows).
 
         Returns
         -------
@@ -624,8 +742,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             get all-zero rows (with a :class:`NoCellsWarning`).
         """
         X, positions = self._check_transform_input(X)
-        source = self._source(X, positions)
-        return self._extract(source, "image", out)
+        return self._extract(X, positions, "image", out)
 
     def transform_cells(self, X, out=None):
         """One row per cell (per image for whole-image input), without pooling.
@@ -633,7 +750,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : CellCrops, ndarray of shape (n, rows, cols, channels) or HPAImageSequence
-        out : ndarray of float32, shape (n_cells, n_cell_features), optional
+        out : ndarray or zarr.Array of float32, shape (n_cells, n_cell_features), optional
             Written in place and returned.
 
         Returns
@@ -644,9 +761,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             The image of each row (``arange(n)`` for whole-image input).
         """
         X, positions = self._check_transform_input(X)
-        source = self._source(X, positions)
-        index = np.repeat(np.arange(len(source.items)), source.items)
-        return self._extract(source, "cell", out), index
+        items = self._source(X, positions).items
+        index = np.repeat(np.arange(len(items)), items)
+        return self._extract(X, positions, "cell", out), index
 
     def get_feature_names_out(self, input_features=None):
         """Column names ``<backbone>__<channel>__<region>__<k>`` of :meth:`transform`.
@@ -678,21 +795,74 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _output(self, out, shape):
         if out is None:
             return np.zeros(shape, dtype=np.float32)
+        if _is_zarr(out):
+            if out.dtype != np.float32 or tuple(out.shape) != shape:
+                raise ValueError(
+                    f"out must be a float32 Zarr array of shape {shape}; got {out.dtype} of "
+                    f"shape {tuple(out.shape)}."
+                )
+            return out
         if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
             raise ValueError(
-                f"out must be a float32 ndarray (or np.memmap) of shape {shape}; got "
-                f"{getattr(out, 'dtype', type(out).__name__)} of shape "
+                f"out must be a float32 ndarray, np.memmap or Zarr array of shape {shape}; "
+                f"got {getattr(out, 'dtype', type(out).__name__)} of shape "
                 f"{getattr(out, 'shape', None)}."
             )
         if not out.flags.writeable:
             raise ValueError("out is read-only; pass a writeable array or memmap.")
         return out
 
-    def _extract(self, source, level, out):
-        runtimes = self._get_runtimes()
+    def _n_columns(self, level):
         blocks = self.feature_blocks_ if level == "image" else self.cell_feature_blocks_
-        n_rows = len(source.items) if level == "image" else int(source.items.sum())
-        out = self._output(out, (n_rows, blocks[-1].slice.stop if blocks else 0))
+        return blocks[-1].slice.stop if blocks else 0
+
+    def _extract(self, X, positions, level, out):
+        """Fill ``out`` shard by shard (through joblib), or here in one pass."""
+        source = self._source(X, positions)
+        rows = np.arange(len(source.items) + 1)
+        if level == "cell":
+            rows = np.concatenate([[0], np.cumsum(source.items)])
+        out = self._output(out, (int(rows[-1]), self._n_columns(level)))
+        shard_size = self.shard_size
+        if shard_size is None and _is_zarr(out):
+            shard_size = max(1, int(out.chunks[0]))  # whole chunks per write
+        bounds = shard_bounds(len(source.items), shard_size, self.n_jobs)
+        if runs_here(len(bounds)) and isinstance(out, np.ndarray):
+            self._fill(source, level, out)
+        else:
+            from tqdm.auto import tqdm
+
+            # Slices of an HPAImageSequence hold paths only: the workers read the pixels.
+            tasks = [(self, X[a:b], positions, level) for a, b in bounds]
+            bar = tqdm(
+                total=len(source.items), desc="features", unit="img", disable=not self.progress
+            )
+            with bar:
+                results = map_shards(_extract_shard, tasks, self.n_jobs)
+                for (a, b), block in zip(bounds, results):
+                    out[rows[a] : rows[b]] = block
+                    bar.update(b - a)
+        if isinstance(out, np.memmap):
+            out.flush()
+
+        empty = np.flatnonzero(source.items == 0)
+        if level == "image" and len(empty):
+            named = (
+                [str(source.ids[i]) for i in empty[:5]]
+                if source.ids is not None
+                else empty[:5].tolist()
+            )
+            warnings.warn(
+                f"{len(empty)} of {len(source.items)} images have no cell (first: {named}); "
+                "their feature rows are all zeros. Check their segmentation or drop them.",
+                NoCellsWarning,
+                stacklevel=3,
+            )
+        return out
+
+    def _fill(self, source, level, out):
+        """Write the features of every sample of ``source`` into the ndarray ``out``."""
+        runtimes = self._get_runtimes()
         cache = None if self.cache is None else DiskCache(cache_folder(self.cache), "cnn-features")
         content_keys = [None] * len(source.items)
         row_offsets = np.concatenate([[0], np.cumsum(source.items)])
@@ -711,29 +881,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                     out[row_offsets[i] : row_offsets[i + 1], columns] = raw.transpose(
                         0, 2, 1, 3
                     ).reshape(raw.shape[0], -1)
-            if isinstance(out, np.memmap):
-                out.flush()
-
-        empty = np.flatnonzero(source.items == 0)
-        if level == "image" and len(empty):
-            named = (
-                [str(source.ids[i]) for i in empty[:5]]
-                if source.ids is not None
-                else empty[:5].tolist()
-            )
-            warnings.warn(
-                f"{len(empty)} of {len(source.items)} images have no cell (first: {named}); "
-                "their feature rows are all zeros. Check their segmentation or drop them.",
-                NoCellsWarning,
-                stacklevel=3,
-            )
-        return out
 
     def _stream(self, source, rt, cache, content_keys):
         """Yield (sample index, features (items, regions, channels, width)) per sample.
 
         A producer thread looks samples up in the cache, decodes the missing ones (with
-        ``n_jobs`` threads) and cuts their planes into network batches; the calling
+        a few threads) and cuts their planes into network batches; the calling
         thread runs the network. Samples come out when all their planes are done, not
         necessarily in order.
         """
@@ -775,7 +928,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             from concurrent.futures import ThreadPoolExecutor
 
             try:
-                with ThreadPoolExecutor(worker_count(self.n_jobs)) as pool:
+                with ThreadPoolExecutor(_DECODE_THREADS) as pool:
                     pieces, owners, n_items = [], [], 0
                     capacity = self.batch_size
                     for window in _plan(source.items, self.batch_size):
@@ -825,7 +978,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 _, pieces, owners, x = message
                 if x is None:
                     x = rt.planes(pieces, R, C, rt.device)
-                feats = rt.forward(x).reshape(-1, R, C, rt.width)
+                feats = rt.forward(x, pad_to=self.batch_size).reshape(-1, R, C, rt.width)
                 for (first_item, _), (i, key, first, k, total) in zip(pieces, owners):
                     parts = partial.setdefault(i, [])
                     parts.append(feats[first_item : first_item + k])
@@ -841,6 +994,35 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             stop.set()
             bar.close()
             worker.join()
+
+
+def _is_zarr(out):
+    return type(out).__module__.split(".")[0] == "zarr"
+
+
+def _extract_shard(extractor, X, positions, level):
+    """Features of one shard of samples (a joblib task: runs in a worker or here)."""
+    extractor = copy.copy(extractor)
+    extractor.progress = False  # the caller shows progress over shards
+    source = extractor._source(X, positions)
+    n_rows = len(source.items) if level == "image" else int(source.items.sum())
+    out = np.zeros((n_rows, extractor._n_columns(level)), np.float32)
+    extractor._fill(source, level, out)
+    return out
+
+
+def _load_as_fitted(extractor, backbone, spec, device, config):
+    """The network of ``backbone``, refused if its weights are not those of ``fit``."""
+    model, _, identity, _ = extractor._load_backbone(backbone, spec, device)
+    if identity != config["weights"]:
+        # e.g. fitted with the hub's weights, now offline with only the packaged ones:
+        # the features would silently change.
+        raise ValueError(
+            f"The weights of {backbone!r} found now ({identity}) are not those this "
+            f"extractor was fitted with ({config['weights']}); the features would differ. "
+            "Make the original weights available (protloc fetch-models) or refit."
+        )
+    return model
 
 
 def _pool(raw, pools):

@@ -21,6 +21,7 @@ from protloc._containers import (
     load_batch,
 )
 from protloc._params import cache_folder
+from protloc._sharding import map_shards, shard_bounds
 from protloc._validation import channel_names, check_channels_match, check_images, resolve_channels
 
 __all__ = ["BaseSegmenter", "NoNucleiWarning"]
@@ -50,8 +51,11 @@ def check_dense(X, owner):
 class BaseSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
     """Base of the segmenters: nucleus and cytoplasm channels in, SegmentedImages out.
 
-    Subclasses store ``nucleus_channel``, ``cyto_channels``, ``batch_size``, ``cache``
-    and ``progress``, and implement ``_segment(planes)`` and ``_cache_params()``.
+    Subclasses store ``nucleus_channel``, ``cyto_channels``, ``batch_size``, ``cache``,
+    ``progress``, ``shard_size`` and ``n_jobs``, and implement ``_segment(planes)``
+    (an iterable of ``(nuclei, cells)`` masks, one per plane stack, in order) and
+    ``_cache_params()``. The images are cut into shards that run through joblib
+    (:mod:`protloc._sharding`), locally or on a Dask cluster.
     """
 
     def _fit_channels(self, X):
@@ -78,24 +82,22 @@ class BaseSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         X = check_dense(X, type(self).__name__)
         names = tuple(channel_names(X))
         check_channels_match(names, self.channels_, estimator=type(self).__name__)
-        cache = params = None
-        if self.cache is not None:
-            cache = DiskCache(cache_folder(self.cache), "segmentation")
-            params = self._cache_params()
+        params = None if self.cache is None else self._cache_params()
         n_images = len(X)
-        nuclei, cells = [None] * n_images, [None] * n_images
-        planes_at = [self.nucleus_channel_, *self.cyto_channels_]
+        nuclei, cells = [], []
 
         from tqdm.auto import tqdm
 
+        bounds = shard_bounds(n_images, self.shard_size, self.n_jobs)
+        # A slice of an HPAImageSequence holds paths only: workers read the pixels.
+        tasks = [(self, X[a:b], params) for a, b in bounds]
         bar = tqdm(total=n_images, disable=not self.progress, desc="Segmenting", unit="image")
         with bar:
-            for start in range(0, n_images, self.batch_size):
-                batch = range(start, min(start + self.batch_size, n_images))
-                planes = [np.ascontiguousarray(im[..., planes_at]) for im in load_batch(X, batch)]
-                for i, (nuc, cel) in zip(batch, self._cached_segment(planes, cache, params)):
-                    nuclei[i], cells[i] = nuc, cel
-                bar.update(len(batch))
+            for masks in map_shards(_segment_shard, tasks, self.n_jobs):
+                for nuc, cel in masks:
+                    nuclei.append(nuc)
+                    cells.append(cel)
+                bar.update(len(masks))
 
         ids = X.ids if isinstance(X, HPAImageSequence) else None
         empty = [i for i in range(n_images) if nuclei[i].max(initial=0) == 0]
@@ -114,24 +116,44 @@ class BaseSegmenter(ContainerOutputMixin, TransformerMixin, BaseEstimator):
         return SegmentedImages(images=X, nuclei=nuclei, cells=cells, channels=names, ids=ids)
 
     def _cached_segment(self, planes, cache, params):
-        """Masks of a batch, from the cache where possible."""
+        """Yield the masks of each image of a batch, from the cache where possible."""
         if cache is None:
-            return self._segment(planes)
+            yield from self._segment(planes)
+            return
         keys = [cache.key(hash_array(p), params) for p in planes]
         results = [None] * len(planes)
         for j, key in enumerate(keys):
             hit = cache.get(key)
-            if hit is not None and {"nuclei", "cells"} <= set(hit):
+            # An entry must fit its image; a foreign or stale one is recomputed.
+            if (
+                hit is not None
+                and {"nuclei", "cells"} <= set(hit)
+                and hit["nuclei"].shape == hit["cells"].shape == planes[j].shape[:2]
+            ):
                 results[j] = (hit["nuclei"].astype(np.int32), hit["cells"].astype(np.int32))
-        todo = [j for j, result in enumerate(results) if result is None]
-        if todo:
-            for j, result in zip(todo, self._segment([planes[j] for j in todo])):
-                results[j] = result
-                # Written at once, so an interrupted run keeps the images already done.
-                cache.set(keys[j], {"nuclei": compact(result[0]), "cells": compact(result[1])})
-        return results
+        computed = iter(self._segment([p for p, r in zip(planes, results) if r is None]))
+        for j in range(len(planes)):
+            if results[j] is None:
+                results[j] = next(computed)
+                # Stored as soon as the image is done, so an interrupted run keeps it.
+                cache.set(
+                    keys[j], {"nuclei": compact(results[j][0]), "cells": compact(results[j][1])}
+                )
+            yield results[j]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+def _segment_shard(segmenter, images, params):
+    """Masks of a shard of images (a joblib task: runs in a worker or here)."""
+    cache = None if params is None else DiskCache(cache_folder(segmenter.cache), "segmentation")
+    planes_at = [segmenter.nucleus_channel_, *segmenter.cyto_channels_]
+    masks = []
+    for start in range(0, len(images), segmenter.batch_size):
+        batch = range(start, min(start + segmenter.batch_size, len(images)))
+        planes = [np.ascontiguousarray(im[..., planes_at]) for im in load_batch(images, batch)]
+        masks.extend(segmenter._cached_segment(planes, cache, params))
+    return masks

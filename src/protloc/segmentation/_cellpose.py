@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from protloc._cache import hash_file
 from protloc._models import FETCH_HINT, download_cellpose_model, error_text, is_offline
 from protloc._params import fill_shared_docs, fit_device, runtime_device, shared_constraints
+from protloc._sharding import shared_model
 from protloc.exceptions import ModelUnavailableError
 from protloc.segmentation._base import BaseSegmenter, NoNucleiWarning
 from protloc.segmentation._masks import (
@@ -216,6 +217,11 @@ class CellposeSegmenter(BaseSegmenter):
         the model (its file's bytes for a path), the parameters and the cellpose
         version.
     %(progress)s
+    %(shard_size)s
+    %(n_jobs)s
+        Here: workers over shards of images; under
+        ``joblib.parallel_config(backend="dask")`` each Dask worker builds the model
+        once and keeps it for every shard it gets.
 
     Attributes
     ----------
@@ -269,7 +275,7 @@ class CellposeSegmenter(BaseSegmenter):
         "cellprob_threshold": [Interval(Real, None, None, closed="neither")],
         "cell_method": [StrOptions({"watershed", "cellpose"})],
         "remove_border_cells": ["boolean"],
-        **shared_constraints("batch_size", "device", "cache", "progress"),
+        **shared_constraints("batch_size", "device", "cache", "progress", "shard_size", "n_jobs"),
     }
 
     def __init__(
@@ -289,6 +295,8 @@ class CellposeSegmenter(BaseSegmenter):
         remove_border_cells=False,
         cache=None,
         progress=True,
+        shard_size=None,
+        n_jobs=None,
     ):
         self.model = model
         self.cell_model = cell_model
@@ -304,6 +312,8 @@ class CellposeSegmenter(BaseSegmenter):
         self.remove_border_cells = remove_border_cells
         self.cache = cache
         self.progress = progress
+        self.shard_size = shard_size
+        self.n_jobs = n_jobs
 
     # ----------------------------------------------------------------- sklearn API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -344,12 +354,6 @@ class CellposeSegmenter(BaseSegmenter):
         self._model_specs()
         return self._segment_images(X)
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        # Loaded networks are large and device-bound; they are rebuilt on first use.
-        state.pop("_models", None)
-        return state
-
     # ----------------------------------------------------------------- internals
     def _model_specs(self):
         """Check the models against the installed cellpose: {param: (kind, value)}."""
@@ -379,12 +383,9 @@ class CellposeSegmenter(BaseSegmenter):
         return params
 
     def _get_model(self, spec):
-        models = self.__dict__.setdefault("_models", {})
+        # One model per process, reused by every shard a worker gets.
         device = runtime_device(self)
-        key = (spec, str(device))
-        if key not in models:
-            models[key] = _build_model(spec, device)
-        return models[key]
+        return shared_model(("cellpose", spec, str(device)), lambda: _build_model(spec, device))
 
     def _eval(self, spec, images, diameter, *, two_channel):
         model = self._get_model(spec)
@@ -411,39 +412,29 @@ class CellposeSegmenter(BaseSegmenter):
         return [np.asarray(m, dtype=np.int32) for m in masks]
 
     def _segment(self, planes):
-        """Masks for a list of (rows, cols, 1 + n_cyto) planes: nucleus first."""
+        """Yield the masks of each (rows, cols, 1 + n_cyto) plane stack (nucleus first).
+
+        Images go through Cellpose one at a time (as its own ``eval`` of a list
+        does), so that each is yielded, and cached, as soon as it is done.
+        """
         specs = self._model_specs()
-        results = [None] * len(planes)
-        # A flat nucleus channel holds no nucleus; Cellpose is not asked.
-        active = [j for j, p in enumerate(planes) if p[..., 0].min() != p[..., 0].max()]
-        for j in range(len(planes)):
-            if j not in active:
-                blank = np.zeros(planes[j].shape[:2], np.int32)
-                results[j] = (blank, blank.copy())
-        if not active:
-            return results
-        nuclei = self._eval(
-            specs["model"], [planes[j][..., 0] for j in active], self.diameter, two_channel=False
-        )
-        if self.cell_method == "cellpose":
-            stacks = [
-                np.stack(
-                    [cytoplasm_signal(planes[j][..., 1:]), planes[j][..., 0].astype(np.float32)],
-                    axis=-1,
+        for plane in planes:
+            if plane[..., 0].min() == plane[..., 0].max():
+                # A flat nucleus channel holds no nucleus; Cellpose is not asked.
+                blank = np.zeros(plane.shape[:2], np.int32)
+                yield blank, blank.copy()
+                continue
+            (nuc,) = self._eval(specs["model"], [plane[..., 0]], self.diameter, two_channel=False)
+            if self.cell_method == "cellpose":
+                stack = np.stack(
+                    [cytoplasm_signal(plane[..., 1:]), plane[..., 0].astype(np.float32)], axis=-1
                 )
-                for j in active
-            ]
-            raw_cells = self._eval(
-                specs["cell_model"], stacks, self.cell_diameter, two_channel=True
-            )
-            cells = [assign_cells_to_nuclei(n, c) for n, c in zip(nuclei, raw_cells)]
-        else:
-            cells = [
-                grow_cells(n, planes[j][..., 1:], sigma=_WATERSHED_SIGMA)
-                for n, j in zip(nuclei, active)
-            ]
-        for j, nuc, cel in zip(active, nuclei, cells):
+                (raw,) = self._eval(
+                    specs["cell_model"], [stack], self.cell_diameter, two_channel=True
+                )
+                cel = assign_cells_to_nuclei(nuc, raw)
+            else:
+                cel = grow_cells(nuc, plane[..., 1:], sigma=_WATERSHED_SIGMA)
             if self.remove_border_cells:
                 nuc, cel = remove_border_objects(nuc, cel)
-            results[j] = pair_labels(nuc, cel)
-        return results
+            yield pair_labels(nuc, cel)

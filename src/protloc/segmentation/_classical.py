@@ -191,6 +191,10 @@ class WatershedSegmenter(BaseSegmenter):
         Here: sub-folder ``segmentation``, shared with :class:`CellposeSegmenter`,
         keyed by the nucleus and cytoplasm pixels and the parameters.
     %(progress)s
+    %(shard_size)s
+    %(n_jobs)s
+        Here: workers over shards of images (local processes, or a Dask cluster
+        under ``joblib.parallel_config(backend="dask")``).
 
     Attributes
     ----------
@@ -232,7 +236,7 @@ class WatershedSegmenter(BaseSegmenter):
         "threshold_method": [StrOptions({"otsu", "li", "triangle"})],
         "threshold_correction": [Interval(Real, 0, None, closed="neither")],
         "remove_border_cells": ["boolean"],
-        **shared_constraints("batch_size", "cache", "progress"),
+        **shared_constraints("batch_size", "cache", "progress", "shard_size", "n_jobs"),
     }
 
     def __init__(
@@ -247,6 +251,8 @@ class WatershedSegmenter(BaseSegmenter):
         remove_border_cells=False,
         cache=None,
         progress=True,
+        shard_size=None,
+        n_jobs=None,
     ):
         self.nucleus_channel = nucleus_channel
         self.cyto_channels = cyto_channels
@@ -257,6 +263,8 @@ class WatershedSegmenter(BaseSegmenter):
         self.remove_border_cells = remove_border_cells
         self.cache = cache
         self.progress = progress
+        self.shard_size = shard_size
+        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
