@@ -26,6 +26,7 @@ from protloc._models import (
     format_models,
     list_models,
 )
+from protloc._sharding import clear_models
 from protloc.exceptions import ModelUnavailableError
 from protloc.features import PACKAGED_WEIGHTS, CNNFeatureExtractor
 from protloc.features._weights import init_random_, load_checkpoint
@@ -121,7 +122,11 @@ def caches(tmp_path, monkeypatch):
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "PROTLOC_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cellpose.models, "MODEL_DIR", tmp_path / "cellpose")
-    return tmp_path
+    # Networks built by earlier tests stay in this process's model registry (as a
+    # worker keeps them between shards); each test here starts from empty caches.
+    clear_models()
+    yield tmp_path
+    clear_models()
 
 
 X = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 1), dtype=np.uint8)

@@ -36,6 +36,7 @@ BAD_VALUES = {
     "device": 3,
     "precision": "fp8",
     "batch_size": 0,
+    "shard_size": 0,
     "progress": "yes",
     "cache": 3,
     "random_state": "seed",

@@ -404,7 +404,7 @@ def test_cache_entry_of_the_wrong_shape_is_recomputed(synthetic, segmented, tmp_
     shutil.copytree(cache_dir, tmp_path / "c")
     cache = DiskCache(tmp_path / "c", "segmentation")
     planes = np.ascontiguousarray(X[0][..., [seg.nucleus_channel_, *seg.cyto_channels_]])
-    key = cache.key(hash_array(planes), seg._cache_params(seg._model_specs()))
+    key = cache.key(hash_array(planes), seg._cache_params())
     assert key in cache
     wrong = np.ones((5, 7), np.uint16)
     cache.set(key, {"nuclei": wrong, "cells": wrong})
@@ -418,13 +418,12 @@ def test_each_image_is_cached_as_soon_as_it_is_done(synthetic, segmented, tmp_pa
     X, _ = synthetic
     seg, out, _ = segmented
     seg = clone(seg).set_params(cache=tmp_path, batch_size=8).fit(X)
-    specs = seg._model_specs()
     cache = DiskCache(tmp_path, "segmentation")
-    params = seg._cache_params(specs)
+    params = seg._cache_params()
     planes = [
         np.ascontiguousarray(im[..., [seg.nucleus_channel_, *seg.cyto_channels_]]) for im in X
     ]
-    masks = seg._cached_segment(planes, specs, cache, params)
+    masks = seg._cached_segment(planes, cache, params)
     first = next(masks)
     masks.close()  # the run stops here, within a batch of 3
     np.testing.assert_array_equal(first[0], out.nuclei[0])
