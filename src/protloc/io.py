@@ -14,9 +14,19 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.utils import Bunch
+
+if TYPE_CHECKING:  # resolved lazily by __getattr__ at the end of this module
+    from protloc._cell_results import (
+        fit_cell_classifier,
+        pool_cells,
+        predict_cells,
+        write_cell_results,
+    )
+    from protloc._microscopy import load_images, microns_to_pixels
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -24,11 +34,17 @@ __all__ = [
     "HPA_CLASSES",
     "HPAImageSequence",
     "check_images",
+    "fit_cell_classifier",
     "load_hpa",
+    "load_images",
+    "microns_to_pixels",
     "parse_targets",
+    "pool_cells",
+    "predict_cells",
     "read_image",
     "read_labels",
     "resolve_channels",
+    "write_cell_results",
 ]
 
 #: The 28 classes of the HPA 2018 Kaggle competition, in its label files' index order.
@@ -338,6 +354,13 @@ class HPAImageSequence(Sequence):
         Channel names, in the order of ``paths``' inner sequences.
     n_jobs : int, default=4
         Threads used to decode a batch in :meth:`load`.
+    planes : array-like of int, shape (n_samples, n_channels), optional
+        Where a path names a multi-channel microscopy file (OME-TIFF, OME-Zarr, ...),
+        the index of the channel to take from it, read through bioio; -1 marks a
+        single-plane PNG/TIFF read by :func:`read_image`. None (the Kaggle layout)
+        is all -1. :func:`load_images` fills it.
+    pixel_sizes : array-like of float, shape (n_samples,), optional
+        Pixel size in micrometres (along cols) of every sample, NaN where unknown.
 
     Attributes
     ----------
@@ -351,12 +374,22 @@ class HPAImageSequence(Sequence):
     (1, ('red', 'green'), ['a'])
     """
 
-    def __init__(self, paths, ids, channels, *, n_jobs=4):
+    def __init__(self, paths, ids, channels, *, n_jobs=4, planes=None, pixel_sizes=None):
         self.paths = np.asarray([[str(p) for p in row] for row in paths], dtype=object)
         self.paths = self.paths.reshape(len(ids), len(channels))
         self.ids = np.asarray(list(ids), dtype=object)
         self.channels = tuple(channels)
         self.n_jobs = n_jobs
+        self.planes = (
+            np.full(self.paths.shape, -1, dtype=np.int64)
+            if planes is None
+            else np.asarray(planes, dtype=np.int64).reshape(self.paths.shape)
+        )
+        self.pixel_sizes = (
+            np.full(len(self.ids), np.nan)
+            if pixel_sizes is None
+            else np.asarray(pixel_sizes, dtype=np.float64).reshape(len(self.ids))
+        )
 
     @property
     def shape(self):
@@ -373,7 +406,12 @@ class HPAImageSequence(Sequence):
         if isinstance(index, int):
             return self.load([index])[0]
         return HPAImageSequence(
-            self.paths[index], self.ids[index], self.channels, n_jobs=self.n_jobs
+            self.paths[index],
+            self.ids[index],
+            self.channels,
+            n_jobs=self.n_jobs,
+            planes=self.planes[index],
+            pixel_sizes=self.pixel_sizes[index],
         )
 
     def __iter__(self):
@@ -384,18 +422,40 @@ class HPAImageSequence(Sequence):
         images = self.load()
         return images if dtype is None else images.astype(dtype)
 
-    def _read_sample(self, i):
-        planes = [read_image(p, sample_id=self.ids[i]) for p in self.paths[i]]
+    def read_sample(self, i, positions=None):
+        """Decode sample ``i``, or only the channels at ``positions``.
+
+        Parameters
+        ----------
+        i : int
+        positions : sequence of int, optional
+            Channel positions; all channels when omitted.
+
+        Returns
+        -------
+        image : ndarray of shape (rows, cols, len(positions))
+        """
+        positions = range(len(self.channels)) if positions is None else list(positions)
+        if (self.planes[i, positions] < 0).all():
+            planes = [read_image(self.paths[i, c], sample_id=self.ids[i]) for c in positions]
+        else:
+            from protloc._microscopy import read_planes
+
+            planes = read_planes(self.paths[i, positions], self.planes[i, positions], self.ids[i])
         shapes = {plane.shape for plane in planes}
         if len(shapes) > 1:
             detail = ", ".join(
-                f"{c}={plane.shape}" for c, plane in zip(self.channels, planes, strict=True)
+                f"{self.channels[c]}={plane.shape}"
+                for c, plane in zip(positions, planes, strict=True)
             )
             raise ValueError(
                 f"Sample {self.ids[i]!r} has channel images of different sizes ({detail}); "
                 "all channels of a sample must have the same rows and cols."
             )
         return np.stack(planes, axis=-1)
+
+    def _read_sample(self, i):
+        return self.read_sample(i)
 
     def load(self, indices=None):
         """Decode samples into one array.
@@ -727,3 +787,25 @@ class ContainerOutputMixin:
         self : estimator
         """
         return self
+
+
+# Readers and writers of users' microscopy (bioio, AnnData, OME-Zarr) live in their own
+# modules, which build on this one; they are resolved on first access (PEP 562).
+_LAZY = {
+    "load_images": "protloc._microscopy",
+    "microns_to_pixels": "protloc._microscopy",
+    "fit_cell_classifier": "protloc._cell_results",
+    "pool_cells": "protloc._cell_results",
+    "predict_cells": "protloc._cell_results",
+    "write_cell_results": "protloc._cell_results",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'protloc.io' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

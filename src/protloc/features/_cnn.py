@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._cache import DiskCache, hash_array, hash_file, hash_params
 from .._crops import CellCrops
 from .._torch import autocast_dtype, import_torch, resolve_device
-from ..io import HPAImageSequence, channel_names, check_images, read_image, resolve_channels
+from ..io import HPAImageSequence, channel_names, check_images, resolve_channels
 from ._weights import build_backbone, check_backbone_name, resolve_weights
 
 __all__ = ["CNNFeatureExtractor", "FeatureBlock", "NoCellsWarning"]
@@ -96,26 +96,25 @@ class _FileSource:
     """Samples of an HPAImageSequence; only the selected channel files are read."""
 
     def __init__(self, seq, positions):
-        self.paths = seq.paths[:, list(positions)]
+        self.seq, self.positions = seq, list(positions)
+        self.paths = seq.paths[:, self.positions]
+        self.planes = seq.planes[:, self.positions]
         self.ids = seq.ids
         self.regions = ("image",)
         self.items = np.ones(len(seq), dtype=np.int64)
 
     def load(self, i):
-        planes = [read_image(p, sample_id=self.ids[i]) for p in self.paths[i]]
-        if len({plane.shape for plane in planes}) > 1:
-            raise ValueError(
-                f"Sample {self.ids[i]!r} has channel images of different sizes "
-                f"({[plane.shape for plane in planes]}); all channels of a sample must "
-                "have the same rows and cols."
-            )
-        image = np.stack(planes, axis=-1)[None]
+        image = self.seq.read_sample(i, self.positions)[None]
         if image.dtype.kind == "f" and not np.isfinite(image).all():
             raise ValueError(f"Sample {self.ids[i]!r} contains NaN or Inf pixels.")
         return [image]
 
     def content_key(self, i):
-        return hash_params([hash_file(p) for p in self.paths[i]])
+        # A multi-channel file appears once per channel taken from it, with its plane.
+        keys = [hash_file(p) for p in self.paths[i]]
+        if (self.planes[i] < 0).all():
+            return hash_params(keys)
+        return hash_params([keys, self.planes[i].tolist()])
 
 
 class _CropSource:
@@ -472,7 +471,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             return "crops", tuple(X.channels), X
         X = check_images(X, allow_lazy=True)
         if isinstance(X, HPAImageSequence):
-            missing = [p for p in X.paths.ravel() if not os.path.isfile(p)]
+            # OME-Zarr images are folders.
+            missing = [p for p in X.paths.ravel() if not os.path.exists(p)]
             if missing:
                 raise FileNotFoundError(
                     f"{len(missing)} image files of the HPAImageSequence are missing, "
