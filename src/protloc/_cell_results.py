@@ -278,8 +278,14 @@ def _write_masks(results, folder, fmt):
             path = folder / f"{sid}.ome.zarr"
             root = zarr.open_group(str(path), mode="w")
             for name, mask in (("nuclei", nuclei), ("cells", cells)):
+                # One resolution: masks are small, and viewers read a single level.
                 write_labels(
-                    np.asarray(mask, dtype=np.int32), root, name=name, axes="yx", scale_factors=[]
+                    np.asarray(mask, dtype=np.int32),
+                    root,
+                    name=name,
+                    axes="yx",
+                    scaler=None,
+                    scale_factors=(),
                 )
             written.append(path)
     return written
