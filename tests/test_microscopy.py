@@ -281,6 +281,20 @@ def test_unsupported_format_names_the_plugin(tmp_path):
         load_images([path], channel_map=CHANNEL_MAP)
 
 
+def test_damaged_file_of_an_installed_plugin(tmp_path):
+    path = tmp_path / "broken.ome.tiff"
+    path.write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match=r"bioio-ome-tiff is installed but cannot read"):
+        load_images([path], channel_map=CHANNEL_MAP)
+
+
+def test_manifest_row_without_a_file(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("Id,green,blue\na,a_g.png,\n")
+    with pytest.raises(ValueError, match=r"'a'.*no file in column 'blue'"):
+        load_images(manifest, channels=("green", "blue"))
+
+
 def test_unequal_channel_shapes_in_a_manifest(tmp_path):
     import tifffile
 

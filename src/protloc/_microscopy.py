@@ -124,12 +124,18 @@ def _open(path, sample_id=None):
     try:
         return bioio.BioImage(path)
     except UnsupportedFileFormatError:
+        import importlib.util
+
         plugin = _plugin_for(path)
-        fix = (
-            f"pip install {plugin}"
-            if plugin
-            else "install the bioio plugin for this format (see bioio's list of plugins)"
-        )
+        if plugin is None:
+            fix = "install the bioio plugin for this format (see bioio's list of plugins)"
+        elif importlib.util.find_spec(plugin.replace("-", "_")) is not None:
+            raise ValueError(
+                f"{plugin} is installed but cannot read {str(path)!r}{where}: the file is "
+                "damaged or not in the format its name says; re-export it."
+            ) from None
+        else:
+            fix = f"pip install {plugin}"
         raise ValueError(f"No installed bioio plugin reads {str(path)!r}{where}; {fix}.") from None
 
 
@@ -255,6 +261,12 @@ def _from_manifest(manifest, channels, channel_map, id_column, label_column):
     for row in rows:
         sample_id = row[id_col].strip()
         ids.append(sample_id)
+        empty = [col for col in path_cols if not (row[col] or "").strip()]
+        if empty:
+            raise ValueError(
+                f"Sample {sample_id!r} of {str(manifest)!r} has no file in column {empty[0]!r}; "
+                "every channel column needs a path."
+            )
         row_paths = [manifest.parent / row[col].strip() for col in path_cols]
         row_planes, shapes, size = [], {}, float("nan")
         for channel, path in zip(channels, row_paths, strict=True):
@@ -291,7 +303,8 @@ def _from_manifest(manifest, channels, channel_map, id_column, label_column):
     if not ids:
         raise ValueError(f"Manifest {str(manifest)!r} lists no samples.")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"Manifest {str(manifest)!r} lists a sample id more than once.")
+        dup = next(sid for sid in ids if ids.count(sid) > 1)
+        raise ValueError(f"Manifest {str(manifest)!r} lists sample {dup!r} more than once.")
     return channels, ids, paths, planes, sizes, targets if label_col is not None else None
 
 
