@@ -454,9 +454,6 @@ class HPAImageSequence(Sequence):
             )
         return np.stack(planes, axis=-1)
 
-    def _read_sample(self, i):
-        return self.read_sample(i)
-
     def load(self, indices=None):
         """Decode samples into one array.
 
@@ -474,11 +471,11 @@ class HPAImageSequence(Sequence):
         if len(indices) == 0:
             return np.empty((0, 0, 0, len(self.channels)), dtype=np.uint8)
         if len(indices) == 1 or self.n_jobs in (None, 1):
-            samples = [self._read_sample(i) for i in indices]
+            samples = [self.read_sample(i) for i in indices]
         else:
             # PIL and zlib release the GIL while decoding, so threads give real speed-up.
             with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
-                samples = list(pool.map(self._read_sample, indices))
+                samples = list(pool.map(self.read_sample, indices))
         shapes = {s.shape for s in samples}
         if len(shapes) > 1:
             by_shape = {}
