@@ -45,11 +45,19 @@ def hash_array(array):
 
 
 def hash_file(path, *, chunk_size=1 << 20):
-    """Hash a file's bytes (not its name or time stamps)."""
+    """Hash a file's bytes (not its name or time stamps).
+
+    A folder (an OME-Zarr image) hashes the relative names and bytes of all its files.
+    """
     h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            h.update(chunk)
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if file != path:
+            h.update(f"{file.relative_to(path).as_posix()}|".encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(chunk_size):
+                h.update(chunk)
     return h.hexdigest()
 
 

@@ -81,6 +81,13 @@ class HPAImageSequence(Sequence):
         Channel names, in the order of ``paths``' inner sequences.
     n_jobs : int, default=4
         Threads used to decode a batch in :meth:`load`.
+    planes : array-like of int, shape (n_samples, n_channels), optional
+        Where a path names a multi-channel microscopy file (OME-TIFF, OME-Zarr, ...),
+        the index of the channel to take from it, read through bioio; -1 marks a
+        single-plane PNG/TIFF read by :func:`protloc.io.read_image`. None (the Kaggle
+        layout) is all -1. :func:`protloc.io.load_images` fills it.
+    pixel_sizes : array-like of float, shape (n_samples,), optional
+        Pixel size in micrometres (along cols) of every sample, NaN where unknown.
 
     Attributes
     ----------
@@ -94,12 +101,22 @@ class HPAImageSequence(Sequence):
     (1, ('red', 'green'), ['a'])
     """
 
-    def __init__(self, paths, ids, channels, *, n_jobs=4):
+    def __init__(self, paths, ids, channels, *, n_jobs=4, planes=None, pixel_sizes=None):
         self.paths = np.asarray([[str(p) for p in row] for row in paths], dtype=object)
         self.paths = self.paths.reshape(len(ids), len(channels))
         self.ids = np.asarray(list(ids), dtype=object)
         self.channels = tuple(channels)
         self.n_jobs = n_jobs
+        self.planes = (
+            np.full(self.paths.shape, -1, dtype=np.int64)
+            if planes is None
+            else np.asarray(planes, dtype=np.int64).reshape(self.paths.shape)
+        )
+        self.pixel_sizes = (
+            np.full(len(self.ids), np.nan)
+            if pixel_sizes is None
+            else np.asarray(pixel_sizes, dtype=np.float64).reshape(len(self.ids))
+        )
 
     @property
     def shape(self):
@@ -116,7 +133,12 @@ class HPAImageSequence(Sequence):
         if isinstance(index, int):
             return self.load([index])[0]
         return HPAImageSequence(
-            self.paths[index], self.ids[index], self.channels, n_jobs=self.n_jobs
+            self.paths[index],
+            self.ids[index],
+            self.channels,
+            n_jobs=self.n_jobs,
+            planes=self.planes[index],
+            pixel_sizes=self.pixel_sizes[index],
         )
 
     def __iter__(self):
@@ -134,12 +156,19 @@ class HPAImageSequence(Sequence):
         -------
         image : ndarray of shape (rows, cols, channels)
         """
-        # Decoding belongs to protloc.io, which imports this module: imported here.
-        from protloc.io import read_image
+        positions = range(len(self.channels)) if positions is None else list(positions)
+        channels = [self.channels[p] for p in positions]
+        paths, indices = self.paths[i, positions], self.planes[i, positions]
+        # Decoding belongs to protloc.io and protloc._microscopy, which import this
+        # module: imported here.
+        if (indices < 0).all():
+            from protloc.io import read_image
 
-        paths = self.paths[i] if positions is None else self.paths[i, list(positions)]
-        channels = self.channels if positions is None else [self.channels[p] for p in positions]
-        planes = [read_image(p, sample_id=self.ids[i]) for p in paths]
+            planes = [read_image(p, sample_id=self.ids[i]) for p in paths]
+        else:
+            from protloc._microscopy import read_planes
+
+            planes = read_planes(paths, indices, self.ids[i])
         shapes = {plane.shape for plane in planes}
         if len(shapes) > 1:
             detail = ", ".join(

@@ -12,6 +12,7 @@ import csv
 import os
 from numbers import Integral
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.utils import Bunch
@@ -19,7 +20,17 @@ from sklearn.utils import Bunch
 # Re-exported: the containers and the input checks have their own modules, and
 # ``protloc.io.HPAImageSequence`` stays the public path of the lazy sequence.
 from protloc._containers import DEFAULT_CHANNELS, HPAImageSequence
+from protloc._lazy import lazy_exports
 from protloc._validation import check_images, resolve_channels
+
+if TYPE_CHECKING:  # resolved lazily by __getattr__ at the end of this module
+    from protloc._cell_results import (
+        fit_cell_classifier,
+        pool_cells,
+        predict_cells,
+        write_cell_results,
+    )
+    from protloc._microscopy import load_images, microns_to_pixels
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -27,11 +38,17 @@ __all__ = [
     "HPA_CLASSES",
     "HPAImageSequence",
     "check_images",
+    "fit_cell_classifier",
     "load_hpa",
+    "load_images",
+    "microns_to_pixels",
     "parse_targets",
+    "pool_cells",
+    "predict_cells",
     "read_image",
     "read_labels",
     "resolve_channels",
+    "write_cell_results",
 ]
 
 #: The 28 classes of the HPA 2018 Kaggle competition, in its label files' index order.
@@ -523,3 +540,18 @@ def load_hpa(
 
 
 # --------------------------------------------------------------------------- validation
+
+
+# Readers and writers of users' microscopy (bioio, AnnData, OME-Zarr) live in their own
+# modules, which build on this one; they are resolved on first access (PEP 562).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "load_images": "protloc._microscopy",
+        "microns_to_pixels": "protloc._microscopy",
+        "fit_cell_classifier": "protloc._cell_results",
+        "pool_cells": "protloc._cell_results",
+        "predict_cells": "protloc._cell_results",
+        "write_cell_results": "protloc._cell_results",
+    },
+)

@@ -96,6 +96,7 @@ class _FileSource:
     def __init__(self, seq, positions):
         self.seq, self.positions = seq, list(positions)
         self.paths = seq.paths[:, self.positions]
+        self.planes = seq.planes[:, self.positions]
         self.ids = seq.ids
         self.regions = ("image",)
         self.items = np.ones(len(seq), dtype=np.int64)
@@ -108,7 +109,11 @@ class _FileSource:
         return [image]
 
     def content_key(self, i):
-        return hash_params([hash_file(p) for p in self.paths[i]])
+        # A multi-channel file appears once per channel taken from it, with its plane.
+        keys = [hash_file(p) for p in self.paths[i]]
+        if (self.planes[i] < 0).all():
+            return hash_params(keys)
+        return hash_params([keys, self.planes[i].tolist()])
 
 
 class _CropSource:
@@ -503,7 +508,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             return "crops", tuple(X.channels), X
         X = check_images(X, allow_lazy=True)
         if isinstance(X, HPAImageSequence):
-            missing = [p for p in X.paths.ravel() if not os.path.isfile(p)]
+            # OME-Zarr images are folders.
+            missing = [p for p in X.paths.ravel() if not os.path.exists(p)]
             if missing:
                 raise FileNotFoundError(
                     f"{len(missing)} image files of the HPAImageSequence are missing, "
