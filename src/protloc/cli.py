@@ -281,6 +281,8 @@ def cmd_fit(args):
     classes = _class_subset(data.labels, args)
     Y = data.labels[:, classes]
     print(f"Fitting on {len(data.ids)} images, {len(classes)} classes: {classes}")
+    if args.cells and args.level == "image":
+        raise UsageError("--cells needs the cell branch: use --level both or --level cell.")
     pipeline = _pipeline_from_args(args)
     pipeline.fit(data.images, Y)
     model = {
@@ -291,12 +293,44 @@ def cmd_fit(args):
         "class_names": [HPA_CLASSES[c] for c in classes],
         "channels": DEFAULT_CHANNELS,
     }
+    if args.cells:
+        print("Fitting the per-cell classifier (each cell takes its image's labels)...")
+        model["cell_classifier"] = _fit_cell_classifier(pipeline, data.images, Y)
     out = _save_model(model, out)
     blocks = _selected_blocks(pipeline)
     if blocks is not None:
         print(f"Selected {len(blocks)} feature blocks: {', '.join(blocks)}")
     print(f"Model written to {out}")
     return 0
+
+
+def _cell_branch(pipeline):
+    """The fitted (segmenter, cropper, extractor) of a pipeline's cell-level branch."""
+    branch = pipeline.named_steps["features"].named_transformers["cell"]
+    return tuple(step for _, step in branch.steps)
+
+
+def _fit_cell_classifier(pipeline, images, Y):
+    """A classifier of cells trained with each image's labels as weak labels of its cells.
+
+    The cell branch's masks and features come from the cache the fit just filled.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from protloc.io import fit_cell_classifier
+    from protloc.multilabel import BinaryRelevance
+
+    segmenter, cropper, extractor = _cell_branch(pipeline)
+    features, image_index = extractor.transform_cells(
+        cropper.transform(segmenter.transform(images))
+    )
+    estimator = make_pipeline(
+        StandardScaler(),
+        BinaryRelevance(LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000)),
+    )
+    return fit_cell_classifier(estimator, features, image_index, Y)
 
 
 def _load_model(path):
@@ -325,6 +359,14 @@ def cmd_predict(args):
     model = _load_model(args.model)
     images_dir = _check_dir(args.images, "Images")
     out = _check_output(args.out, "Predictions file")
+    if args.cells is not None:
+        if "cell_classifier" not in model:
+            raise UsageError(
+                f"{args.model!r} has no per-cell classifier; fit it with `protloc fit --cells`."
+            )
+        cells_dir = Path(args.cells).expanduser()
+        if cells_dir.exists() and not cells_dir.is_dir():
+            raise UsageError(f"--cells {args.cells!r} is a file; give a folder to write into.")
     ids, Y_pred = _predict(model, images_dir, _cache_dir(args))
     classes = np.asarray(model["classes"])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +376,30 @@ def cmd_predict(args):
         for sample_id, row in zip(ids, Y_pred, strict=True):
             writer.writerow([sample_id, " ".join(str(c) for c in classes[row > 0])])
     print(f"Predictions for {len(ids)} images written to {out}")
+    if args.cells is not None:
+        _predict_cells(model, images_dir, cells_dir, _cache_dir(args))
     return 0
+
+
+def _predict_cells(model, images_dir, out_dir, cache):
+    from protloc.io import predict_cells, write_cell_results
+
+    data = load_hpa(images_dir, channels=model["channels"], lazy=True)
+    _use_cache(model["pipeline"], cache)
+    segmenter, cropper, extractor = _cell_branch(model["pipeline"])
+    results = predict_cells(
+        segmenter.transform(data.images),
+        cropper=cropper,
+        extractor=extractor,
+        classifier=model["cell_classifier"],
+        class_names=model["class_names"],
+        description={"protloc": model["protloc_version"], "classes": str(model["classes"])},
+    )
+    paths = write_cell_results(results, out_dir, masks="tiff")
+    print(
+        f"Per-cell results for {len(results.obs)} cells written to {out_dir}: "
+        f"{', '.join(sorted(Path(p).name for p in paths.values() if not isinstance(p, list)))}"
+    )
 
 
 def cmd_evaluate(args):
@@ -410,6 +475,37 @@ def cmd_cache(args):
         else:
             child.unlink()
     print(f"Cleared {root}: freed {total / 2**20:.1f} MiB.")
+    return 0
+
+
+def cmd_extract(args):
+    from protloc._sharding import extract, extract_all, parse_shard
+
+    images_dir = _check_dir(args.images, "Images")
+    if args.no_cache:
+        raise UsageError("extract writes its results to the cache; drop --no-cache.")
+    if args.dask and args.shard:
+        raise UsageError("--dask runs every shard; give --shard or --dask, not both.")
+    shard = parse_shard(args.shard) if args.shard else (1, 1)
+    images = load_hpa(images_dir, channels=DEFAULT_CHANNELS, lazy=True).images
+    pipeline = _pipeline_from_args(args)
+    start = time.perf_counter()
+    if args.dask:
+        import joblib
+        from distributed import Client
+
+        n_shards = max(1, -(-len(images) // args.shard_size))
+        with Client(args.dask), joblib.parallel_config(backend="dask"):
+            n = extract_all(pipeline, images, n_shards=n_shards)
+        what = f"{n_shards} shards on {args.dask}"
+    else:
+        n = extract(pipeline, images, shard=shard)
+        what = f"shard {shard[0]}/{shard[1]}"
+    print(
+        f"Masks and features of {n} images ({what}) are in {_cache_dir(args)} "
+        f"({time.perf_counter() - start:.0f} s); `protloc fit` with the same options and "
+        "--cache reads them."
+    )
     return 0
 
 
@@ -597,6 +693,12 @@ def build_parser():
         default=5,
         help="learn the classes that have at least this many labelled images",
     )
+    fit.add_argument(
+        "--cells",
+        action="store_true",
+        help="also fit a per-cell classifier (each cell takes its image's labels as weak "
+        "labels), for `protloc predict --cells`",
+    )
     _add_pipeline_options(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -604,6 +706,13 @@ def build_parser():
     predict.add_argument("--model", required=True, help="model file written by `protloc fit`")
     predict.add_argument("--images", required=True, help="folder of <Id>_<channel>.png files")
     predict.add_argument("--out", required=True, help="CSV to write, Kaggle Id,Predicted format")
+    predict.add_argument(
+        "--cells",
+        default=None,
+        metavar="DIR",
+        help="also write per-cell results to DIR: cells.h5ad (AnnData), cells.csv and the "
+        "label masks (needs a model fitted with --cells)",
+    )
     _add_cache_options(predict)
     predict.set_defaults(func=cmd_predict)
 
@@ -621,6 +730,30 @@ def build_parser():
     evaluate.add_argument("--plots", default=None, help="folder for the per-class F1 plot")
     _add_cache_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    extract = command(
+        "extract",
+        "compute masks and features of one shard of a folder into the cache (cluster jobs)",
+    )
+    extract.add_argument("--images", required=True, help="folder of <Id>_<channel>.png files")
+    extract.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="the I-th of N contiguous shards, 1-based like Slurm array indices "
+        "(default: 1/1, everything)",
+    )
+    extract.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="run every shard on the Dask scheduler at ADDRESS, e.g. tcp://host:8786",
+    )
+    extract.add_argument(
+        "--shard-size", type=int, default=64, help="images per Dask task (with --dask)"
+    )
+    _add_pipeline_options(extract)
+    extract.set_defaults(func=cmd_extract)
 
     fetch = command(
         "fetch-models",
