@@ -118,6 +118,29 @@ def make_features(Y_full, rows, seed=0):
     return X
 
 
+def cached_features(Y_full, rows):
+    """make_features, saved once per N: building them takes minutes on a loaded machine."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "protloc-bench-scale"
+    path = folder / f"X_{rows.size}_{hash_rows(rows)}.npy"
+    if path.exists():
+        return np.load(path)
+    X = make_features(Y_full, rows)
+    folder.mkdir(exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    with open(partial, "wb") as file:
+        np.save(file, X)
+    os.replace(partial, path)  # atomic: concurrent stages never read half a file
+    return X
+
+
+def hash_rows(rows):
+    import hashlib
+
+    return hashlib.sha1(rows.tobytes()).hexdigest()[:12]
+
+
 def split(Y, seed=0):
     from protloc.model_selection import MultilabelStratifiedKFold
 
@@ -179,7 +202,7 @@ def run_stage(stage, n, args):
     Y_full = load_labels()
     rows = subsample(Y_full, n)
     Y = Y_full[rows]
-    X = make_features(Y_full, rows)
+    X = cached_features(Y_full, rows)
     train, test = split(Y)
     result = {"stage": stage, "n": int(n), "n_train": int(train.size), "n_test": int(test.size)}
     if stage in ("lpsvm", "br", "skml"):
