@@ -375,6 +375,19 @@ def report(args):
             f"{r.get('cpu_s', float('nan')):9.1f} {r.get('peak_rss_gib', float('nan')):9.2f} "
             f"{f1:6.3f}{status}"
         )
+    print("\n| stage | N | wall s | CPU s | peak RSS GiB | macro-F1 (held-out; GA: CV fitness) |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        f1 = r.get("f1", r.get("cv_f1"))
+        cells = [
+            r["stage"],
+            f"{r['n']:,}",
+            f"{r['wall_s']:.1f}" if "wall_s" in r else r.get("error", "did not finish"),
+            f"{r['cpu_s']:.1f}" if "cpu_s" in r else "",
+            f"{r['peak_rss_gib']:.2f}" if "peak_rss_gib" in r else "",
+            "" if f1 is None else f"{f1:.3f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
     for stage, fit in data["exponents"].items():
         cpu = data["exponents_cpu"][stage]["exponent"]
         print(f"exponent of time in N, {stage}: wall {fit['exponent']:.2f}, CPU {cpu:.2f}")
