@@ -360,11 +360,13 @@ def report(args):
     data["exponents_cpu"] = exponents(runs, "cpu_s")
     largest = 31072
     projection = {}
-    for stage, fit in data["exponents"].items():
-        done = [r for r in runs if r["stage"] == stage and r["n"] == largest and "wall_s" in r]
-        if not done:
-            projection[stage] = float(np.exp(fit["log_intercept"]) * largest ** fit["exponent"])
-    data["projected_wall_s_at_31072"] = projection
+    for key, fitted in (("wall_s", data["exponents"]), ("cpu_s", data["exponents_cpu"])):
+        for stage, fit in fitted.items():
+            done = [r for r in runs if r["stage"] == stage and r["n"] == largest and key in r]
+            if not done:
+                seconds = float(np.exp(fit["log_intercept"]) * largest ** fit["exponent"])
+                projection.setdefault(stage, {})[key] = seconds
+    data["projected_at_31072"] = projection
     Path(args.out).write_text(json.dumps(data, indent=1))
     print(f"{'stage':8} {'N':>6} {'wall s':>9} {'cpu s':>9} {'peak GiB':>9} {'F1':>6}")
     for r in runs:
@@ -392,7 +394,10 @@ def report(args):
         cpu = data["exponents_cpu"][stage]["exponent"]
         print(f"exponent of time in N, {stage}: wall {fit['exponent']:.2f}, CPU {cpu:.2f}")
     for stage, seconds in projection.items():
-        print(f"PROJECTION (not measured) {stage} at N=31,072: {seconds:.0f} s")
+        print(
+            f"PROJECTION (not measured) {stage} at N=31,072: {seconds.get('wall_s', 0):.0f} s "
+            f"wall, {seconds.get('cpu_s', 0):.0f} CPU s"
+        )
     if args.plot:
         plot(runs, data["exponents"], args.plot)
 
