@@ -14,6 +14,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from protloc._memory import check_memory
+
 from ._platt import fit_platt, many_classes_allowed, out_of_fold_scores, ovr_scores, platt_proba
 from ._validation import check_meta_X, check_n_samples, check_target, multilabel_meta_tags
 
@@ -107,6 +109,19 @@ def label_scores(scores, combinations):
         else:
             out[:, j] = scores[:, holds[:, j]].max(axis=1) - scores[:, ~holds[:, j]].max(axis=1)
     return out
+
+
+def _check_kernel_memory(n_samples, max_memory=None):
+    """Refuse a precomputed training kernel that would not fit, before computing it."""
+    # The kernel, plus the (n, n) temporary of pairwise_kernels' distances or products.
+    check_memory(
+        2 * 8 * n_samples**2,
+        f"precompute_kernel=True on {n_samples} training samples (two float64 "
+        f"{n_samples} x {n_samples} matrices)",
+        "use precompute_kernel='auto' or False (libsvm then computes kernel rows itself, "
+        "within cache_size MB), or fit on fewer samples",
+        max_memory,
+    )
 
 
 class _BasePowerset(ClassifierMixin, BaseEstimator):
@@ -401,8 +416,9 @@ class LabelPowersetSVM(_BasePowerset):
         faster. BLAS rounds differently from libsvm, so the solver stops at a
         slightly different point (decision values agree to about ``tol``); a
         prediction can only change on a near-tie. False reproduces ``SVC`` exactly.
-        Costs ``8 * n_samples**2`` bytes; "auto" precomputes up to 1 GiB (about
-        11,500 samples). Only for string kernels other than "precomputed", on dense
+        Costs ``8 * n_samples**2`` bytes (twice that while it is computed); "auto"
+        precomputes up to 1 GiB (about 11,500 samples), and True is refused before
+        fitting when twice the kernel exceeds half of the physical memory. Only for string kernels other than "precomputed", on dense
         ``X``.
 
     Attributes
@@ -532,6 +548,7 @@ class LabelPowersetSVM(_BasePowerset):
             precompute = X.shape[0] ** 2 * 8 <= _KERNEL_BYTES
         if not precompute:
             return X
+        _check_kernel_memory(X.shape[0])
         self.X_fit_ = X
         return self._kernel(X, X)
 

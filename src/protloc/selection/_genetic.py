@@ -32,14 +32,16 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.svm import SVC, NuSVC
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils._tags import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from protloc._cache import DiskCache, cache_key, hash_array, hash_params
+from protloc._memory import memory_limit
 from protloc._params import cache_folder, fill_shared_docs, seeds, shared_constraints
-from protloc.model_selection import MultilabelStratifiedKFold
+from protloc.model_selection import MultilabelStratifiedKFold, _iterative_stratification
 from protloc.multilabel import LabelPowersetSVM
 from protloc.selection import _ga_ops, _kernels
 from protloc.selection._blocks import resolve_blocks
@@ -166,10 +168,25 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         error when the estimator does not allow it or memory does not suffice),
         "refit" by fitting the estimator on the concatenated columns, "auto" kernel
         when possible and else refit (with a warning when memory is the reason).
+    max_samples : int, float or None, default=None
+        Samples the fitness is computed on, to search at large ``n_samples``: an int
+        is a count, a float in (0, 1] a fraction of ``n_samples``, None all of them.
+        The subsample is drawn once, before the search, with ``random_state``; it is
+        stratified like the folds (iterative stratification of the labels for a 2-D
+        ``y`` or a classifier's classes, uniform otherwise), so rare labels keep their
+        share as far as counts allow. The folds of ``cv`` split the subsample. A value
+        covering every sample gives exactly the fitness without it. Only the search
+        uses the subsample: ``transform`` keeps the selected blocks' columns of every
+        row, and a downstream estimator in a Pipeline is fitted on all rows. The
+        kernel fitness's memory grows with the square of this count (see
+        ``max_memory``).
     max_memory : float, default=None
-        GiB the kernel fitness may use: one float64 matrix of (n_samples, n_samples)
-        per block, plus working matrices per worker. None means half of the
-        machine's physical memory.
+        GiB the kernel fitness may use: one float64 matrix of (n, n) per block, plus
+        working matrices per worker, n being the samples of the fitness (see
+        ``max_samples``). None means half of the machine's physical memory. A search
+        that would need more is refused before it starts (``fitness="kernel"``) or
+        refits on columns (``fitness="auto"``, with a warning); both messages name the
+        largest ``max_samples`` that fits.
     callbacks : list of callables, default=None
         Each is called as ``callback(state)`` after every generation, with a
         :class:`GenerationState`; a callback returning True stops the search. Like
@@ -219,6 +236,9 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         cache_hits_`` equals ``population_size * n_generations_``.
     fitness_method_ : {"kernel", "refit"}
         How fitness was computed.
+    fitness_samples_ : ndarray of int
+        Indices of the rows the fitness was computed on (all rows unless
+        ``max_samples`` is smaller), in increasing order.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -273,6 +293,11 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "fitness": [StrOptions({"auto", "kernel", "refit"})],
+        "max_samples": [
+            None,
+            Interval(Integral, 2, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+        ],
         "max_memory": [None, Interval(Real, 0, None, closed="neither")],
         "callbacks": [None, list],
         **shared_constraints("checkpoint", "n_jobs", "random_state", "progress"),
@@ -296,6 +321,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         fitness="auto",
+        max_samples=None,
         max_memory=None,
         callbacks=None,
         checkpoint=None,
@@ -318,6 +344,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.fitness = fitness
+        self.max_samples = max_samples
         self.max_memory = max_memory
         self.callbacks = callbacks
         self.checkpoint = checkpoint
@@ -364,6 +391,12 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         if classifier:
             type_of_target(y, input_name="y", raise_unknown=True)
             _check_several_classes(y)
+        self.fitness_samples_ = _fitness_samples(y, self.max_samples, classifier, self.random_state)
+        if self.fitness_samples_.size < X.shape[0]:
+            # The search sees only the subsample; the fitted selection applies to all rows.
+            X, y = X[self.fitness_samples_], y[self.fitness_samples_]
+            if classifier:
+                _check_several_classes(y)
         folds = [(np.asarray(tr), np.asarray(te)) for tr, te in self._cv(y, classifier).split(X, y)]
         scorer = check_scoring(estimator, scoring=self.scoring)
 
@@ -429,16 +462,20 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         pieces, work = _kernels.estimate_nbytes(
             len(self.blocks_), rows.size, n_train, n_test, n_workers
         )
-        limit = _memory_limit(self.max_memory)
+        limit = memory_limit(self.max_memory)
         if pieces + work <= limit:
             return kernel
+        fits = _kernels.max_samples_within(
+            limit, len(self.blocks_), n_train / rows.size, n_test / rows.size, n_workers
+        )
         message = (
             f"The kernel fitness needs about {(pieces + work) / 2**30:.1f} GiB: "
             f"{len(self.blocks_)} blocks x {rows.size}^2 samples x 8 bytes = "
             f"{pieces / 2**30:.1f} GiB of kernel pieces, plus {work / 2**30:.1f} GiB of "
             f"working memory for {n_workers} worker(s); the limit is max_memory="
-            f"{limit / 2**30:.1f} GiB. Search on fewer samples (a stratified subsample), "
-            "use fewer workers, raise max_memory if the machine has the memory, or use "
+            f"{limit / 2**30:.1f} GiB. Search on a stratified subsample with "
+            f"max_samples={fits} (the most that fits), search fewer blocks, use fewer "
+            "workers, raise max_memory if the machine has the memory, or use "
             "fitness='refit' (slow but small)."
         )
         if self.fitness == "kernel":
@@ -597,6 +634,40 @@ def _check_rarest_class(y, n_splits):
 
 # --- fitness --------------------------------------------------------------------------
 
+# The subsample of max_samples is a union of whole stratified folds (of at most this
+# many), plus a random part of the next fold for the remainder.
+_SUBSAMPLE_FOLDS = 20
+
+
+def _fitness_samples(y, max_samples, classifier, random_state):
+    """Sorted indices of the rows the fitness uses: all, or a stratified subsample."""
+    n_samples = y.shape[0]
+    if max_samples is None:
+        return np.arange(n_samples)
+    if isinstance(max_samples, Integral):
+        n_keep = int(max_samples)
+    else:
+        n_keep = int(np.ceil(max_samples * n_samples))
+    if n_keep >= n_samples:
+        return np.arange(n_samples)
+    rng = check_random_state(random_state)
+    if not classifier:
+        return np.sort(rng.choice(n_samples, size=n_keep, replace=False))
+    if y.ndim == 2:
+        indicator = np.asarray(y != 0)
+    else:
+        classes = np.unique(y, return_inverse=True)[1].ravel()
+        indicator = np.zeros((n_samples, classes.max() + 1), dtype=bool)
+        indicator[np.arange(n_samples), classes] = True
+    # The fold count whose whole folds come closest to n_keep rows.
+    n_folds = np.arange(2, max(3, min(n_samples, _SUBSAMPLE_FOLDS) + 1))
+    share = n_keep / n_samples
+    n_folds = int(n_folds[np.argmin(np.abs(np.round(share * n_folds) / n_folds - share))])
+    fold = _iterative_stratification(indicator, n_folds, rng)
+    # Whole folds first (each stratified), in random order within a fold.
+    order = np.lexsort((rng.random_sample(n_samples), fold))
+    return np.sort(order[:n_keep])
+
 
 class _MemoisedFitness:
     """Fitness of a population: memoised by block mask, new masks evaluated in parallel."""
@@ -699,15 +770,6 @@ def _precomputable_kernel(estimator):
         "degree": params.get("degree", 3),
         "coef0": params.get("coef0", 0.0),
     }
-
-
-def _memory_limit(max_memory):
-    if max_memory is not None:
-        return max_memory * 2**30
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
-    except (AttributeError, ValueError, OSError):
-        return 8 * 2**30  # platforms without sysconf: a conservative laptop figure
 
 
 # --- search state and checkpoints -----------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "block_pieces",
     "concat_variance",
     "estimate_nbytes",
+    "max_samples_within",
     "resolve_gamma",
     "sum_pieces",
 ]
@@ -171,3 +172,19 @@ def estimate_nbytes(n_blocks, n_samples, n_train, n_test, n_workers):
     pieces = n_blocks * n_samples**2 * _ITEMSIZE
     per_worker = (n_samples**2 + n_train**2 + n_test * n_train) * _ITEMSIZE
     return pieces, n_workers * per_worker
+
+
+def max_samples_within(limit, n_blocks, train_fraction, test_fraction, n_workers):
+    """Largest sample count whose kernel fitness (:func:`estimate_nbytes`) fits ``limit`` bytes.
+
+    ``train_fraction`` and ``test_fraction`` are the largest fold's shares of the
+    samples (0.8 and 0.2 for 5 folds).
+
+    Examples
+    --------
+    >>> n = max_samples_within(2**30, 48, 0.8, 0.2, 2)
+    >>> sum(estimate_nbytes(48, n, int(0.8 * n), int(0.2 * n), 2)) <= 2**30
+    True
+    """
+    per_sample2 = n_blocks + n_workers * (1 + train_fraction**2 + test_fraction * train_fraction)
+    return int(np.sqrt(limit / (per_sample2 * _ITEMSIZE)))
