@@ -196,6 +196,7 @@ def test_cell_level_shards_then_fit_builds_no_model(hpa, cellpose_model_path, tm
         weights=None,
         image_size=32,
         crop_size=32,
+        segmenter="cellpose",
         cellpose_model=cellpose_model_path,
         diameter=9,
         device="cpu",

@@ -107,7 +107,9 @@ def to_unit_float(X):
     scale = PIXEL_SCALE.get(X.dtype)
     if scale is None:
         return X.astype(np.float32, copy=False)
-    return X.astype(np.float32) * np.float32(1.0 / scale)
+    # A division, not a multiplication by 1/scale: it is exact to the last bit for
+    # every uint8 and uint16 value, so results do not move with the dtype path.
+    return X.astype(np.float32) / np.float32(scale)
 
 
 def check_channels_match(available, fitted, *, estimator):
