@@ -27,33 +27,15 @@ The data and the model are found as the tests find them: ``PROTLOC_HPA_SAMPLE`` 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
 import warnings
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-
-
-def _paths(args):
-    data = Path(
-        args.data or os.environ.get("PROTLOC_HPA_SAMPLE") or SHARED / "data" / "hpa2018-sample"
-    )
-    model = Path(
-        args.model
-        or os.environ.get("PROTLOC_CELLPOSE_MODEL")
-        or SHARED / "weights" / "cellpose3-scellseg.pth"
-    )
-    if not (data / "labels.csv").is_file():
-        raise SystemExit(f"HPA sample not found at {data}; set PROTLOC_HPA_SAMPLE.")
-    if not model.is_file():
-        raise SystemExit(f"Cellpose model not found at {model}; set PROTLOC_CELLPOSE_MODEL.")
-    return data, model
+# The same data and model look-up as the Cellpose benchmark beside this script.
+from bench_segmentation import _paths
 
 
 def match_counts(reference, other, threshold=0.5):
