@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from protloc import __version__
+from protloc._params import cache_folder
 from protloc.io import DEFAULT_CHANNELS, HPA_CLASSES, load_hpa, read_labels
 from protloc.metrics import multilabel_report
 
@@ -52,7 +53,7 @@ def default_cache_dir():
     """The folder the CLI caches masks and features in unless told otherwise."""
     env = os.environ.get("PROTLOC_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
+        return cache_folder(env)
     from platformdirs import user_cache_path
 
     return user_cache_path("protloc")
@@ -61,7 +62,7 @@ def default_cache_dir():
 def _cache_dir(args):
     if getattr(args, "no_cache", False):
         return None
-    return Path(args.cache).expanduser() if args.cache else default_cache_dir()
+    return cache_folder(args.cache) if args.cache else default_cache_dir()
 
 
 def _pipeline_from_args(args):
@@ -455,7 +456,7 @@ def _cache_entries(root):
 
 
 def cmd_cache(args):
-    root = _cache_dir(args) or default_cache_dir()
+    root = _cache_dir(args)
     if not root.is_dir():
         print(f"Cache folder {root} does not exist yet: nothing cached.")
         return 0
@@ -538,14 +539,16 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _add_cache_option(
+    parser,
+    help="folder for segmentation masks and CNN features, shared by runs "
+    "(default: $PROTLOC_CACHE_DIR, else the user cache folder, see `protloc cache info`)",
+):
+    parser.add_argument("--cache", default=None, metavar="DIR", help=help)
+
+
 def _add_cache_options(parser):
-    parser.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="folder for segmentation masks and CNN features, shared by runs "
-        "(default: $PROTLOC_CACHE_DIR, else the user cache folder, see `protloc cache info`)",
-    )
+    _add_cache_option(parser)
     parser.add_argument(
         "--no-cache", action="store_true", help="compute everything afresh and keep nothing"
     )
@@ -667,11 +670,8 @@ def build_parser():
     demo = command("demo", "run the whole pipeline on built-in synthetic data (offline)")
     demo.add_argument("--n-samples", type=int, default=96, help="synthetic fields to make")
     demo.add_argument("--out", default="protloc-demo", help="folder for the plots")
-    demo.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="folder for masks and features (default: none; the demo's data is new each run)",
+    _add_cache_option(
+        demo, help="folder for masks and features (default: none; the demo's data is new each run)"
     )
     _add_pipeline_options(demo, demo=True)
     demo.set_defaults(func=cmd_demo)
@@ -790,11 +790,8 @@ def build_parser():
     cache.add_argument(
         "action", choices=["info", "clear"], help="info: what is cached; clear: delete it"
     )
-    cache.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="the cache folder (default: $PROTLOC_CACHE_DIR, else the user cache folder)",
+    _add_cache_option(
+        cache, help="the cache folder (default: $PROTLOC_CACHE_DIR, else the user cache folder)"
     )
     cache.set_defaults(func=cmd_cache)
     return parser
