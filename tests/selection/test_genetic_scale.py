@@ -103,7 +103,7 @@ def test_memory_refusal_names_the_need_and_max_samples():
 
 def test_label_powerset_svm_kernel_memory_refusal():
     _check_kernel_memory(1000, max_memory=1.0)  # 16 MB fits
-    with pytest.raises(ValueError, match=r"precompute_kernel=True on 31072 .*14\.4 GiB.*'auto'"):
+    with pytest.raises(ValueError, match=r"precompute_kernel=True on 31072 .*7\.3 GiB.*'auto'"):
         _check_kernel_memory(31072, max_memory=1.0)
     with pytest.raises(ValueError, match=r"a kernel needs about 2\.0 GiB.*use fewer samples"):
         check_memory(2**31, "a kernel", "use fewer samples", max_memory=1.0)
