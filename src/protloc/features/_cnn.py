@@ -156,8 +156,6 @@ class _Runtime:
         interpolation,
         identity,
         width=None,
-        tiles=1,
-        tta=None,
     ):
         self.backbone, self._load, self._model = backbone, load, None
         self.device, self.amp = device, amp
@@ -165,7 +163,8 @@ class _Runtime:
         self.mean, self.std, self.interpolation = mean, std, interpolation
         self.identity = identity
         self.width = width
-        self.tiles, self.tta = tiles, tta
+        # Views of each sample; the estimator sets them from its current parameters.
+        self.tiles, self.tta = 1, None
 
     @property
     def model(self):
@@ -427,17 +426,18 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Cut each whole image into a ``tiles`` x ``tiles`` grid (boundaries at
         ``rows * i // tiles`` and ``cols * j // tiles``), describe each tile resized
         to ``image_size`` and average the tiles' features, so the width does not
-        change. Small structures then stay visible, as in cell crops: a
-        512-pixel HPA image cut 2 x 2 gives 256-pixel tiles, close to the 224-pixel
-        input of ``tf_efficientnet_lite0``, so they are barely downscaled. Costs ``tiles**2`` network passes per plane. Whole
-        images only: cell crops are already near native resolution, and fitting or
-        transforming CellCrops with ``tiles > 1`` raises a ValueError.
+        change. Small structures then stay visible, as in cell crops: a 512-pixel
+        HPA image cut 2 x 2 gives 256-pixel tiles, close to the 224-pixel input of
+        ``tf_efficientnet_lite0``, so they are barely downscaled. Costs ``tiles**2``
+        network passes per plane. Whole images only: cell crops are already near
+        native resolution, and fitting or transforming CellCrops with ``tiles > 1``
+        raises a ValueError.
     tta : {None, "dihedral"}, default=None
         Test-time augmentation. ``"dihedral"``: the features are the mean over the 8
         dihedral views of each plane (4 quarter turns, each also mirrored), so they
         do not change when an image is turned by quarter turns or mirrored (cells
-        have no preferred orientation on a slide). Costs 8 network
-        passes per plane (per tile with ``tiles``). Applies to images and cell crops.
+        have no preferred orientation on a slide). Costs 8 network passes per plane
+        (per tile with ``tiles``). Applies to images and cell crops.
     %(batch_size)s
         Here: each image (or cell) counts once per view (tile and augmented view),
         whatever its channels and regions; a forward pass holds
