@@ -163,6 +163,8 @@ class _Runtime:
         self.mean, self.std, self.interpolation = mean, std, interpolation
         self.identity = identity
         self.width = width
+        # Views of each sample; the estimator sets them from its current parameters.
+        self.tiles, self.tta = 1, None
 
     @property
     def model(self):
@@ -182,7 +184,7 @@ class _Runtime:
         return self._model
 
     def cache_params(self):
-        return {
+        params = {
             "format": _FORMAT_VERSION,
             "backbone": self.backbone,
             "weights": self.identity,
@@ -193,6 +195,39 @@ class _Runtime:
             "interpolation": self.interpolation,
             "autocast": str(self.amp),
         }
+        # Only non-default views enter the key, so that existing caches stay valid.
+        if self.tiles != 1:
+            params["tiles"] = self.tiles
+        if self.tta is not None:
+            params["tta"] = self.tta
+        return params
+
+    @property
+    def n_views(self):
+        """Network inputs per plane: tiles², times 8 with dihedral test-time augmentation."""
+        return self.tiles**2 * (8 if self.tta == "dihedral" else 1)
+
+    def views(self, arrays):
+        """Yield the views of a sample: lists of arrays ``(k, rows, cols, C)``, one per region.
+
+        Tiles in row-major order; for each tile its 4 quarter turns, each followed by
+        its mirror image. Without tiles or augmentation the arrays are yielded as they are.
+        """
+        for tile in _tiles(arrays, self.tiles):
+            if self.tta is None:
+                yield tile
+                continue
+            for turns in range(4):
+                turned = [np.rot90(a, turns, axes=(1, 2)) for a in tile]
+                yield [np.ascontiguousarray(a) for a in turned]
+                yield [np.ascontiguousarray(a[:, :, ::-1]) for a in turned]
+
+    def average_views(self, raw):
+        """(views * items, ...) features in view-major order -> their mean per item."""
+        V = self.n_views
+        if V == 1:
+            return raw
+        return raw.reshape(V, raw.shape[0] // V, *raw.shape[1:]).mean(axis=0)
 
     def planes(self, pieces, n_regions, n_channels, device):
         """Resize and normalise the planes of ``pieces`` into a (P, 3, S, S) batch.
@@ -250,10 +285,44 @@ class _Runtime:
         )
         with torch.inference_mode(), amp:
             x = x.to(self.device, non_blocking=True)
-            out = self.model.forward_head(
-                self.model.forward_features(x), pre_logits=self.layer == "pooled"
-            )
+            if self.layer == "stages":
+                maps = self.model.forward_intermediates(x, intermediates_only=True)
+                out = torch.cat(
+                    [torch.cat([m.float().mean((2, 3)), m.float().amax((2, 3))], 1) for m in maps],
+                    1,
+                )
+            else:
+                out = self.model.forward_head(
+                    self.model.forward_features(x), pre_logits=self.layer == "pooled"
+                )
             return out[:n].float().cpu().numpy()
+
+
+def _tiles(arrays, tiles):
+    """Yield a tiles x tiles grid (row-major) of each region array ``(k, rows, cols, C)``."""
+    if tiles == 1:
+        yield arrays
+        return
+    bounds = []
+    for a in arrays:
+        rows, cols = a.shape[1:3]
+        if min(rows, cols) < tiles:
+            raise ValueError(
+                f"tiles={tiles} cannot cut an image of {rows}x{cols} pixels into "
+                f"{tiles}x{tiles} tiles; use tiles <= {min(rows, cols)}."
+            )
+        bounds.append(
+            (
+                [rows * t // tiles for t in range(tiles + 1)],
+                [cols * t // tiles for t in range(tiles + 1)],
+            )
+        )
+    for i in range(tiles):
+        for j in range(tiles):
+            yield [
+                np.ascontiguousarray(a[:, r[i] : r[i + 1], c[j] : c[j + 1]])
+                for a, (r, c) in zip(arrays, bounds)
+            ]
 
 
 def _unit_planes(arr, size, mode, device):
@@ -321,10 +390,20 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         tag such as ``"resnet50.a1_in1k"``).
     channels : None, str, int or sequence of str/int, default=None
         Channels to describe, by name or index; None uses every channel.
-    layer : {"pooled", "logits"}, default="pooled"
+    layer : {"pooled", "logits", "stages"}, default="pooled"
         ``"pooled"``: the globally pooled features before the classifier;
         ``"logits"``: the 1000 ImageNet class scores of the last fully connected layer
-        (the layer used by Taormina et al. 2025).
+        (the layer used by Taormina et al. 2025). ``"stages"``: the intermediate
+        feature maps of every stage of the backbone (those of timm's
+        ``model.feature_info``, from ``forward_intermediates``), each pooled globally
+        by mean and by max; intermediate ImageNet features, less specific to
+        ImageNet's object classes, transfer better to microscopy than the last
+        layer. The block holds, stage by stage, the mean of every channel of the
+        stage's map, then their max, so its width is twice the sum of the stages'
+        channels: 1024 for ``tf_efficientnet_lite0`` and ``lite1`` (stages of 16, 24,
+        40, 112 and 320 channels), 1120 for ``lite2``, 976 for ``mobilenetv2_100``
+        and 2048 for ``resnet10t``. It costs no extra network pass (the head is
+        skipped).
     weights : {"imagenet", "packaged"}, path-like, dict or None, default="imagenet"
         ``"imagenet"``: timm's pretrained weights, from timm's local cache, else the
         packaged weights below when installed, else downloaded (a model that cannot
@@ -343,15 +422,32 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         For CellCrops input: how the cells of an image are pooled into its row. Mean
         blocks keep the region name; other poolings append it (``"cell-max"``).
         Ignored for whole-image input.
+    tiles : int, default=1
+        Cut each whole image into a ``tiles`` x ``tiles`` grid (boundaries at
+        ``rows * i // tiles`` and ``cols * j // tiles``), describe each tile resized
+        to ``image_size`` and average the tiles' features, so the width does not
+        change. Small structures then stay visible, as in cell crops: a 512-pixel
+        HPA image cut 2 x 2 gives 256-pixel tiles, close to the 224-pixel input of
+        ``tf_efficientnet_lite0``, so they are barely downscaled. Costs ``tiles**2``
+        network passes per plane. Whole images only: cell crops are already near
+        native resolution, and fitting or transforming CellCrops with ``tiles > 1``
+        raises a ValueError.
+    tta : {None, "dihedral"}, default=None
+        Test-time augmentation. ``"dihedral"``: the features are the mean over the 8
+        dihedral views of each plane (4 quarter turns, each also mirrored), so they
+        do not change when an image is turned by quarter turns or mirrored (cells
+        have no preferred orientation on a slide). Costs 8 network passes per plane
+        (per tile with ``tiles``). Applies to images and cell crops.
     %(batch_size)s
-        Here: each image (or cell) counts once, whatever its channels and regions;
-        a forward pass holds ``batch_size * channels * regions`` network inputs.
+        Here: each image (or cell) counts once per view (tile and augmented view),
+        whatever its channels and regions; a forward pass holds
+        ``batch_size * channels * regions`` network inputs.
     %(device)s
     %(precision)s
     %(cache)s
         Here: sub-folder ``cnn-features``, keyed by each sample's pixels (or, for an
         HPAImageSequence, its files' bytes) and by the backbone, weights,
-        preprocessing, layer and precision.
+        preprocessing, layer, tiles, augmentation and precision.
     %(n_jobs)s
         Here: workers over shards of samples; under
         ``joblib.parallel_config(backend="dask")`` each Dask worker builds each
@@ -425,10 +521,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "backbones": [str, list, tuple],
         "channels": [None, str, Integral, list, tuple],
-        "layer": [StrOptions({"pooled", "logits"})],
+        "layer": [StrOptions({"pooled", "logits", "stages"})],
         "weights": [None, str, os.PathLike, dict],
         "image_size": [None, Interval(Integral, 16, None, closed="left")],
         "cell_pooling": [str, list, tuple],
+        "tiles": [Interval(Integral, 1, None, closed="left")],
+        "tta": [None, StrOptions({"dihedral"})],
         **shared_constraints(
             "batch_size",
             "device",
@@ -450,6 +548,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         weights="imagenet",
         image_size=None,
         cell_pooling=("mean",),
+        tiles=1,
+        tta=None,
         batch_size=16,
         device="auto",
         precision="auto",
@@ -465,6 +565,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.weights = weights
         self.image_size = image_size
         self.cell_pooling = cell_pooling
+        self.tiles = tiles
+        self.tta = tta
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
@@ -517,6 +619,13 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 )
         return "images", channel_names(X), X
 
+    def _check_tiles(self, kind):
+        if kind == "crops" and self.tiles != 1:
+            raise ValueError(
+                f"tiles={self.tiles} applies to whole images only; cell crops are already "
+                "described near native resolution. Use tiles=1 with CellCrops input."
+            )
+
     def _source(self, X, positions):
         if isinstance(X, CellCrops):
             return _CropSource(X, positions)
@@ -548,6 +657,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         pools = self._poolings()
         specs = [resolve_weights(b, self.weights, layer=self.layer) for b in backbones]
         kind, available, X = self._input_layout(X)
+        self._check_tiles(kind)
         _, names = resolve_channels(self.channels, available)
         (seed,) = seeds(self.random_state, 1)
 
@@ -704,6 +814,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                     )
                 )
             self._runtimes = runtimes
+        for rt in self._runtimes:
+            # Views follow the current parameters: they change no width or network.
+            rt.tiles, rt.tta = self.tiles, self.tta
         return self._runtimes
 
     def __getstate__(self):
@@ -715,6 +828,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _check_transform_input(self, X):
         check_is_fitted(self)
         kind, available, X = self._input_layout(X)
+        self._check_tiles(kind)
         if kind != self.input_kind_:
             raise ValueError(
                 f"This extractor was fitted on {self.input_kind_} but got {kind}; fit and "
@@ -891,6 +1005,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _stream(self, source, rt, cache, content_keys):
         """Yield (sample index, features (items, regions, channels, width)) per sample.
 
+        With tiles or test-time augmentation, an item's features are the mean over
+        its views.
+
         A producer thread looks samples up in the cache, decodes the missing ones (with
         a few threads) and cuts their planes into network batches; the calling
         thread runs the network. Samples come out when all their planes are done, not
@@ -900,6 +1017,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
         R, C = len(source.regions), len(self.channels_)
         params = rt.cache_params()
+        V = rt.n_views
         expected = lambda i: (int(source.items[i]), R, C, rt.width)  # noqa: E731
         prepare_here = rt.device.type == "cpu"
         channel = queue.Queue(maxsize=2)
@@ -937,23 +1055,28 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 with ThreadPoolExecutor(_DECODE_THREADS) as pool:
                     pieces, owners, n_items = [], [], 0
                     capacity = self.batch_size
-                    for window in _plan(source.items, self.batch_size):
+                    # Every view (tile, turn) of an item counts as one item, so that
+                    # batches keep their size and padding whatever the views.
+                    for window in _plan(source.items * V, self.batch_size):
                         for i, (key, raw, pixels) in zip(window, pool.map(lookup, window)):
                             if stop.is_set():
                                 return
                             if raw is not None:
                                 put(("done", i, key, raw))
                                 continue
-                            total, first = int(source.items[i]), 0
-                            while first < total:
-                                k = min(total - first, capacity - n_items)
-                                pieces.append((n_items, [a[first : first + k] for a in pixels]))
-                                owners.append((i, key, first, k, total))
-                                n_items += k
-                                first += k
-                                if n_items == capacity:
-                                    emit(pieces, owners)
-                                    pieces, owners, n_items = [], [], 0
+                            total, offset = int(source.items[i]) * V, 0
+                            for view in rt.views(pixels):
+                                n_view, first = view[0].shape[0], 0
+                                while first < n_view:
+                                    k = min(n_view - first, capacity - n_items)
+                                    pieces.append((n_items, [a[first : first + k] for a in view]))
+                                    owners.append((i, key, offset + first, k, total))
+                                    n_items += k
+                                    first += k
+                                    if n_items == capacity:
+                                        emit(pieces, owners)
+                                        pieces, owners, n_items = [], [], 0
+                                offset += n_view
                     if pieces:
                         emit(pieces, owners)
                 put((_DONE,))
@@ -991,7 +1114,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                     if first + k < total:
                         continue
                     del partial[i]  # drop the views that pin the chunk's features
-                    raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                    raw = rt.average_views(np.concatenate(parts) if len(parts) > 1 else parts[0])
                     if cache is not None:
                         cache.set(key, {"features": raw})
                     bar.update(1)

@@ -222,7 +222,7 @@ def resolve_weights(backbone, weights, *, layer="pooled"):
         A timm model name (already checked by :func:`check_backbone_name`).
     weights : {"imagenet", "packaged"}, path-like, dict or None
         A dict maps backbone names to one of the other choices.
-    layer : {"pooled", "logits"}, default="pooled"
+    layer : {"pooled", "logits", "stages"}, default="pooled"
         ``"logits"`` needs weights that include the classifier.
 
     Returns
