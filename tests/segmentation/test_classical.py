@@ -263,6 +263,10 @@ def test_cache_key_depends_on_pixels_and_parameters(synthetic, tmp_path):
     other_green[..., 1] = 99
     seg.fit_transform(other_green)
     assert count() == 6
+    # the same numbers written as int or float are one entry
+    assert float(DIAMETER).is_integer()
+    clone(seg).set_params(diameter=int(DIAMETER), threshold_correction=1).fit_transform(X[:2])
+    assert count() == 6
 
 
 # --------------------------------------------------------------------------- pipeline

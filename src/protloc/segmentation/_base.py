@@ -31,6 +31,17 @@ class NoNucleiWarning(UserWarning):
     """Some images have no nucleus; their masks are empty and they yield no cells."""
 
 
+def number_key(value):
+    """A numeric parameter as it enters a cache key: ``60`` and ``60.0`` are one entry.
+
+    Examples
+    --------
+    >>> number_key(60), number_key(60.0), number_key(None)
+    (60.0, 60.0, None)
+    """
+    return None if value is None else float(value)
+
+
 def compact(mask):
     """A label mask as uint16 when it fits (half the cache size), else unchanged."""
     return mask.astype(np.uint16) if mask.max(initial=0) < 2**16 else mask

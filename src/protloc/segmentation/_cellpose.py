@@ -23,7 +23,7 @@ from protloc._models import FETCH_HINT, download_cellpose_model, error_text, is_
 from protloc._params import fill_shared_docs, fit_device, runtime_device, shared_constraints
 from protloc._sharding import shared_model
 from protloc.exceptions import ModelUnavailableError
-from protloc.segmentation._base import BaseSegmenter, NoNucleiWarning
+from protloc.segmentation._base import BaseSegmenter, NoNucleiWarning, number_key
 from protloc.segmentation._masks import (
     assign_cells_to_nuclei,
     cytoplasm_signal,
@@ -371,15 +371,15 @@ class CellposeSegmenter(BaseSegmenter):
             "algorithm": _ALGORITHM_VERSION,
             "cellpose": self.cellpose_version_,
             "model": _model_identity(specs["model"]),
-            "diameter": self.diameter,
-            "flow_threshold": self.flow_threshold,
-            "cellprob_threshold": self.cellprob_threshold,
+            "diameter": number_key(self.diameter),
+            "flow_threshold": number_key(self.flow_threshold),
+            "cellprob_threshold": number_key(self.cellprob_threshold),
             "cell_method": self.cell_method,
             "remove_border_cells": self.remove_border_cells,
         }
         if self.cell_method == "cellpose":
             params["cell_model"] = _model_identity(specs["cell_model"])
-            params["cell_diameter"] = self.cell_diameter
+            params["cell_diameter"] = number_key(self.cell_diameter)
         return params
 
     def _get_model(self, spec):

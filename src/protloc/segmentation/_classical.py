@@ -10,7 +10,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from protloc._params import fill_shared_docs, shared_constraints
-from protloc.segmentation._base import BaseSegmenter
+from protloc.segmentation._base import BaseSegmenter, number_key
 from protloc.segmentation._masks import grow_cells, pair_labels, remove_border_objects
 
 __all__ = ["WatershedSegmenter", "segment_nuclei"]
@@ -300,9 +300,9 @@ class WatershedSegmenter(BaseSegmenter):
         return {
             "segmenter": "watershed",
             "algorithm": _ALGORITHM_VERSION,
-            "diameter": self.diameter,
+            "diameter": number_key(self.diameter),
             "threshold_method": self.threshold_method,
-            "threshold_correction": self.threshold_correction,
+            "threshold_correction": number_key(self.threshold_correction),
             "remove_border_cells": self.remove_border_cells,
         }
 
