@@ -97,12 +97,37 @@ def test_repeated_folds(fitness):
     assert selector.all_blocks_score_ == twin.all_blocks_score_
 
 
-def test_threshold_tuner_estimator_refits_on_columns():
-    X, Y = make_block_problem(n_blocks=5, width=4, signal=(0, 2), multilabel=True, n_per_class=20)
-    estimator = ThresholdTuner(BinaryRelevance(SVC(kernel="linear", C=0.1)), cv=3)
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        ThresholdTuner(BinaryRelevance(SVC(kernel="linear", C=0.1, class_weight="balanced")), cv=3),
+        BinaryRelevance(SVC(class_weight="balanced")),
+        ThresholdTuner(LabelPowersetSVM(kernel="rbf", gamma=0.05), cv=3),
+    ],
+    ids=["tuned-br-linear", "br-rbf-scale", "tuned-lpsvm-rbf"],
+)
+def test_wrapped_svms_kernel_fitness_equals_column_refit(estimator):
+    X, Y = make_block_problem(n_blocks=5, width=4, signal=(0, 2), multilabel=True, n_per_class=10)
+    runs = {}
+    for fitness in ("kernel", "refit"):
+        runs[fitness] = GeneticBlockSelector(
+            estimator, blocks=4, fitness=fitness, min_improvement=None, **TINY
+        ).fit(X, Y)
+        assert runs[fitness].fitness_method_ == fitness
+    for key in ("best_score", "mean_score", "best_individual"):
+        np.testing.assert_array_equal(runs["kernel"].history_[key], runs["refit"].history_[key])
+    assert runs["kernel"].all_blocks_score_ == runs["refit"].all_blocks_score_
+
+
+def test_threshold_tuner_with_data_dependent_gamma_refits_on_columns():
+    X, Y = make_block_problem(n_blocks=5, width=4, signal=(0, 2), multilabel=True, n_per_class=10)
+    # gamma="scale" inside the tuner's inner folds is not the fold's: no kernel fitness.
+    estimator = ThresholdTuner(BinaryRelevance(SVC(class_weight="balanced")), cv=3)
     selector = GeneticBlockSelector(estimator, blocks=4, min_improvement=None, **TINY).fit(X, Y)
     assert selector.fitness_method_ == "refit"
     assert 0 < selector.all_blocks_score_ <= 1 and 0 < selector.best_score_ <= 1
+    with pytest.raises(ValueError, match="gamma other than 'scale'"):
+        GeneticBlockSelector(estimator, blocks=4, fitness="kernel", **TINY).fit(X, Y)
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,12 @@ from protloc.model_selection import (
     StratificationWarning,
     _iterative_stratification,
 )
-from protloc.multilabel import LabelPowersetSVM, UndecidableThresholdWarning
+from protloc.multilabel import (
+    BinaryRelevance,
+    LabelPowersetSVM,
+    ThresholdTuner,
+    UndecidableThresholdWarning,
+)
 from protloc.selection import _ga_ops, _kernels
 from protloc.selection._blocks import resolve_blocks
 
@@ -103,7 +108,9 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
 
     For SVMs with a built-in kernel (``SVC``, ``NuSVC`` or
     :class:`~protloc.LabelPowersetSVM` with kernel "linear", "poly", "rbf" or
-    "sigmoid"), the fitness is computed from per-block Gram or squared-distance
+    "sigmoid", also inside :class:`~protloc.BinaryRelevance` or
+    :class:`~protloc.ThresholdTuner`, the latter with a linear kernel or a gamma other
+    than "scale", which its inner folds would compute on other rows), the fitness is computed from per-block Gram or squared-distance
     matrices computed once: the kernel of a concatenation is a function of their sum,
     and the SVM is fitted with ``kernel="precomputed"``. This gives the same
     predictions and scores as fitting on the columns (the kernels differ only by
@@ -463,7 +470,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             else:
                 evaluate = delayed(_kernel_cv_score)
                 context = _kernel_context(X, y, self.blocks_, folds, kernel, temp_folder)
-                estimator = clone(estimator).set_params(kernel="precomputed")
+                estimator = clone(estimator).set_params(**{kernel["param"]: "precomputed"})
             context.update(estimator=estimator, scorer=scorer)
             # libsvm releases the GIL, so threads run kernel-fitness evaluations in
             # parallel without copying anything; refits on columns go to processes.
@@ -503,8 +510,10 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             if self.fitness == "kernel":
                 raise ValueError(
                     "fitness='kernel' needs an SVC, NuSVC or LabelPowersetSVM with kernel "
-                    f"'linear', 'poly', 'rbf' or 'sigmoid'; got {estimator!r}. Use "
-                    "fitness='auto' or 'refit' for other estimators."
+                    "'linear', 'poly', 'rbf' or 'sigmoid', possibly wrapped in "
+                    "BinaryRelevance or ThresholdTuner (then with a linear kernel or a "
+                    f"gamma other than 'scale'); got {estimator!r}. Use fitness='auto' or "
+                    "'refit' for other estimators."
                 )
             return None
         rows = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
@@ -870,17 +879,32 @@ def _kernel_context(X, y, blocks, folds, kernel, temp_folder):
 
 
 def _precomputable_kernel(estimator):
-    """Kernel parameters of an SVM that accepts kernel="precomputed", else None."""
+    """Kernel parameters of an SVM that accepts kernel="precomputed", else None.
+
+    The SVM may be wrapped in BinaryRelevance and ThresholdTuner: they fit it on rows
+    of the same matrix, which they slice as a kernel (pairwise tag). "param" is the
+    ``set_params`` name of its kernel.
+    """
+    prefix, inner_folds = "", False
+    while isinstance(estimator, (ThresholdTuner, BinaryRelevance)):
+        inner_folds = inner_folds or isinstance(estimator, ThresholdTuner)
+        estimator, prefix = estimator.estimator, prefix + "estimator__"
     if not isinstance(estimator, (SVC, NuSVC, LabelPowersetSVM)):
         return None
     params = estimator.get_params(deep=False)
     if params.get("kernel") not in _kernels.PIECE_KIND:
         return None
+    gamma = params.get("gamma", "scale")
+    if inner_folds and params["kernel"] != "linear" and gamma == "scale":
+        # gamma="scale" depends on the training rows, and a ThresholdTuner's inner folds
+        # train on fewer rows than the fold whose kernel would be precomputed.
+        return None
     return {
         "kernel": params["kernel"],
-        "gamma": params.get("gamma", "scale"),
+        "gamma": gamma,
         "degree": params.get("degree", 3),
         "coef0": params.get("coef0", 0.0),
+        "param": prefix + "kernel",
     }
 
 
