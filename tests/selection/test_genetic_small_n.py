@@ -137,3 +137,22 @@ def test_bad_robustness_parameters(param):
     X, Y = noise_blocks()
     with pytest.raises(InvalidParameterError, match=next(iter(param))):
         GeneticBlockSelector(blocks=8, **{**TINY, **param}).fit(X, Y)
+
+
+def test_checkpoint_resume_with_parsimony(tmp_path):
+    X, y = make_block_problem(n_blocks=8, width=3, signal=(1, 4, 6), shift=1.0)
+    params = dict(blocks=3, cv=3, population_size=6, generations=5, early_stopping=False,
+                  parsimony=0.05, progress=False, random_state=0)  # fmt: skip
+    uninterrupted = GeneticBlockSelector(**params).fit(X, y)
+
+    def stop_at_1(state):
+        return state.generation == 1
+
+    GeneticBlockSelector(checkpoint=tmp_path, callbacks=[stop_at_1], **params).fit(X, y)
+    resumed = GeneticBlockSelector(checkpoint=tmp_path, **params).fit(X, y)
+    for key in uninterrupted.history_:
+        np.testing.assert_array_equal(resumed.history_[key], uninterrupted.history_[key])
+    np.testing.assert_array_equal(resumed.block_support_, uninterrupted.block_support_)
+    # Another parsimony is another search: its checkpoint is not reused.
+    GeneticBlockSelector(checkpoint=tmp_path, **{**params, "parsimony": 0.5}).fit(X, y)
+    assert len(list((tmp_path / "genetic").glob("*/*.npz"))) == 2
