@@ -75,9 +75,10 @@ class GenerationState:
     scores : ndarray of shape (population_size,)
         Their fitness (mean cross-validated score).
     best_individual : ndarray of shape (n_blocks,), dtype=bool
-        The best individual found so far (all generations).
+        The best individual found so far (all generations), ranked by penalised score
+        (see ``parsimony``).
     best_score : float
-        Its fitness.
+        Its fitness (raw, without the ``parsimony`` penalty).
     history : dict
         The ``history_`` so far (see :class:`GeneticBlockSelector`).
     n_evaluations : int
@@ -270,7 +271,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         Whether the genetic algorithm's best subset beat all blocks, by penalised
         score, by more than ``min_improvement`` (more than 0 when it is None). False
         with ``min_improvement`` set means all blocks were kept (found by the search
-        itself, or in place of its best subset).
+        itself, or in place of its best subset), unless ``max_blocks`` excludes them.
     history_ : dict of ndarray
         Per generation: "best_score" (raw fitness of the generation's best
         individual), "best_penalised_score" (its penalised score, by which it was
@@ -654,6 +655,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             # The search's own best being all blocks is no override: nothing to warn.
             and not best_individual.all()
         ):
+            scoring = self.scoring if isinstance(self.scoring, str) else "score"
             penalty = (
                 f" minus parsimony={self.parsimony} x the share of blocks" if self.parsimony else ""
             )
@@ -662,7 +664,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 f"min_improvement={self.min_improvement}: its best subset "
                 f"({int(best_individual.sum())} of {n_blocks} blocks) scored "
                 f"{best_penalised:.4f}, all {n_blocks} blocks {all_penalised:.4f} "
-                f"(cross-validated {self.scoring or 'score'}{penalty}), so all blocks are "
+                f"(cross-validated {scoring}{penalty}), so all blocks are "
                 "kept. Pass min_improvement=None to keep the best subset anyway or a "
                 "smaller min_improvement to accept smaller gains, or silence this with "
                 "warnings.filterwarnings('ignore', category=protloc.exceptions."
