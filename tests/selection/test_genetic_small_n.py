@@ -1,7 +1,5 @@
 """GeneticBlockSelector at small N: parsimony, the all-blocks rule, repeated folds."""
 
-import warnings
-
 import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -45,17 +43,20 @@ def test_noise_only_blocks_keep_all_blocks_with_a_warning():
     )
 
 
-def test_default_min_improvement_keeps_all_blocks_or_warns():
-    X, Y = noise_blocks(seed=1)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        selector = GeneticBlockSelector(blocks=8, **TINY).fit(X, Y)
-    warned = [w for w in caught if issubclass(w.category, SelectionWarning)]
-    assert selector.min_improvement == 0.0
-    if selector.improved_:
-        assert selector.best_score_ > selector.all_blocks_score_ and not warned
-    else:
-        assert selector.block_support_.all() and len(warned) == 1
+def test_default_min_improvement_keeps_all_blocks_on_a_tie():
+    # Every block alone separates the two classes: every subset scores 1.0, and the
+    # search's best (fewest blocks on a tie) does not beat all blocks by more than 0.
+    X, y = make_block_problem(n_blocks=4, width=2, signal=(0, 1, 2, 3), shift=8.0)
+    y = (y > 0).astype(int)
+    X[:, ::2] += 8.0 * y[:, None]
+    selector = GeneticBlockSelector(blocks=2, min_improvement=None, **TINY).fit(X, y)
+    assert selector.best_score_ == selector.all_blocks_score_ == 1.0
+    assert selector.block_support_.sum() == 1 and not selector.improved_
+    with pytest.warns(SelectionWarning, match=r"best subset \(1 of 4 blocks\) scored 1\.0000"):
+        default = GeneticBlockSelector(blocks=2, **TINY).fit(X, y)
+    assert default.min_improvement == 0.0
+    assert default.block_support_.all() and default.improved_ is False
+    assert default.best_score_ == default.best_penalised_score_ == 1.0
 
 
 def test_all_blocks_score_is_the_cross_validated_score_of_all_columns():
