@@ -192,13 +192,13 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         subset's penalised score exceeds that of all blocks by ``min_improvement`` or
         less, the selector keeps all blocks and sets ``improved_`` to False, with a
         :class:`~protloc.exceptions.SelectionWarning` unless the search's best already
-        was all blocks. On small data sets the best of
-        many subsets often scores above all blocks by chance alone (its cross-validated
-        score is optimistic), so a positive margin guards against selections that do
-        not generalise. None never keeps all blocks in place of the best subset (the
-        plain genetic algorithm of Taormina et al. 2025). The rule applies only when
-        all blocks are a possible individual (``max_blocks`` is None or not below the
-        number of blocks).
+        was all blocks. On small data sets the best of many subsets often scores above
+        all blocks by chance alone (its cross-validated score is optimistic), so a
+        positive margin guards against some selections that do not generalise; an
+        outer cross-validation remains the real test. None never keeps all blocks in
+        place of the best subset (the plain genetic algorithm of Taormina et al. 2025).
+        The rule applies only when all blocks are a possible individual
+        (``max_blocks`` is None or not below the number of blocks).
     fitness : {"auto", "kernel", "refit"}, default="auto"
         How fitness is computed: "kernel" from summed per-block kernel pieces (an
         error when the estimator does not allow it or memory does not suffice),
