@@ -57,6 +57,7 @@ def main():
     for channel_label, channels in channel_sets.items():
         for level in args.levels:
             pipe = make_t25_pipeline(
+                preset="paper",  # T25's channel and level studies, on T25's pipeline
                 weights=args.weights,
                 channels=channels,
                 level=level,

@@ -38,6 +38,7 @@ def main():
     cache = tempfile.mkdtemp(prefix="protloc-grid-search-")
 
     pipe = make_t25_pipeline(
+        preset="paper",  # the label-powerset SVM, whose C and kernel the grid tunes
         weights=args.weights,
         level=args.level,
         image_size=128,

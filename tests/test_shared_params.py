@@ -204,9 +204,17 @@ def test_factory_passes_strings_through(kwargs, step, param, expected):
     assert pipe.get_params()[f"{step}__{param}"] == expected
 
 
-def test_factory_passes_random_state_to_every_random_step():
-    pipe = make_t25_pipeline(random_state=7)
+@pytest.mark.parametrize(
+    "preset, classifier_key",
+    [
+        ("default", "thresholdtuner__estimator__estimator__random_state"),
+        ("paper", "labelpowersetsvm__random_state"),
+    ],
+)
+def test_factory_passes_random_state_to_every_random_step(preset, classifier_key):
+    pipe = make_t25_pipeline(preset=preset, random_state=7)
     seeded = {k: v for k, v in pipe.get_params().items() if k.endswith("random_state")}
-    assert "labelpowersetsvm__random_state" in seeded
+    assert classifier_key in seeded
+    assert "geneticblockselector__random_state" in seeded
     assert "features__image__random_state" in seeded
     assert set(seeded.values()) == {7}

@@ -42,6 +42,7 @@ _EXPORTS = {
     "CNNFeatureExtractor": "protloc.features",
     "FeatureBlock": "protloc.features",
     "GeneticBlockSelector": "protloc.selection",
+    "SelectionWarning": "protloc.exceptions",
     "LabelPowerset": "protloc.multilabel",
     "LabelPowersetSVM": "protloc.multilabel",
     "BinaryRelevance": "protloc.multilabel",

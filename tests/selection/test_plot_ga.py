@@ -15,6 +15,7 @@ def test_ga_history_renders_png(block_problem, tmp_path):
         population_size=6,
         generations=4,
         early_stopping=False,
+        min_improvement=None,  # the plot shows the search, whatever it kept
         random_state=0,
         progress=False,
     ).fit(X, y)
@@ -23,6 +24,8 @@ def test_ga_history_renders_png(block_problem, tmp_path):
     best, mean = ax.get_lines()[:2]
     np.testing.assert_array_equal(best.get_ydata(), selector.history_["best_score"])
     np.testing.assert_array_equal(mean.get_ydata(), selector.history_["mean_score"])
+    (all_blocks,) = [line for line in ax.get_lines() if line.get_label() == "all blocks"]
+    assert all_blocks.get_ydata()[0] == selector.all_blocks_score_
     assert "f1_macro" in ax.get_ylabel()
     path = tmp_path / "ga.png"
     fig.savefig(path, dpi=60)

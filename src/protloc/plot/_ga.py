@@ -13,7 +13,9 @@ def ga_history(selector, ax=None):
     """Best and mean fitness per generation of a fitted GeneticBlockSelector.
 
     The mean is drawn with a band of one standard deviation over the population; a
-    dotted line marks the generation where the selected individual was first found.
+    dotted line marks the generation where the selected individual was first found, and
+    a dashed line the fitness of all blocks (``all_blocks_score_``), which the search
+    must beat (see ``min_improvement``).
 
     Parameters
     ----------
@@ -56,6 +58,9 @@ def ga_history(selector, ax=None):
     found = np.flatnonzero((history["best_individual"] == selector.block_support_).all(axis=1))
     if found.size:
         ax.axvline(found[0], color="grey", linestyle=":", label="selection found")
+    all_blocks = getattr(selector, "all_blocks_score_", None)
+    if all_blocks is not None and np.isfinite(all_blocks):
+        ax.axhline(all_blocks, color="black", linestyle="--", linewidth=1, label="all blocks")
     scoring = selector.scoring if isinstance(selector.scoring, str) else "score"
     ax.set_xlabel("generation")
     ax.set_ylabel(f"fitness ({scoring})")

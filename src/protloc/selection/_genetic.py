@@ -41,8 +41,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from protloc._cache import DiskCache, cache_key, hash_array, hash_params
 from protloc._memory import memory_limit
 from protloc._params import cache_folder, fill_shared_docs, seeds, shared_constraints
-from protloc.model_selection import MultilabelStratifiedKFold, _iterative_stratification
-from protloc.multilabel import LabelPowersetSVM
+from protloc.exceptions import SelectionWarning
+from protloc.model_selection import (
+    MultilabelStratifiedKFold,
+    StratificationWarning,
+    _iterative_stratification,
+)
+from protloc.multilabel import (
+    BinaryRelevance,
+    LabelPowersetSVM,
+    ThresholdTuner,
+    UndecidableThresholdWarning,
+)
 from protloc.selection import _ga_ops, _kernels
 from protloc.selection._blocks import resolve_blocks
 
@@ -65,9 +75,10 @@ class GenerationState:
     scores : ndarray of shape (population_size,)
         Their fitness (mean cross-validated score).
     best_individual : ndarray of shape (n_blocks,), dtype=bool
-        The best individual found so far (all generations).
+        The best individual found so far (all generations), ranked by penalised score
+        (see ``parsimony``).
     best_score : float
-        Its fitness.
+        Its fitness (raw, without the ``parsimony`` penalty).
     history : dict
         The ``history_`` so far (see :class:`GeneticBlockSelector`).
     n_evaluations : int
@@ -98,7 +109,9 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
 
     For SVMs with a built-in kernel (``SVC``, ``NuSVC`` or
     :class:`~protloc.LabelPowersetSVM` with kernel "linear", "poly", "rbf" or
-    "sigmoid"), the fitness is computed from per-block Gram or squared-distance
+    "sigmoid", also inside :class:`~protloc.BinaryRelevance` or
+    :class:`~protloc.ThresholdTuner`, the latter with a linear kernel or a gamma other
+    than "scale", which its inner folds would compute on other rows), the fitness is computed from per-block Gram or squared-distance
     matrices computed once: the kernel of a concatenation is a function of their sum,
     and the SVM is fitted with ``kernel="precomputed"``. This gives the same
     predictions and scores as fitting on the columns (the kernels differ only by
@@ -132,7 +145,10 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         The fitness: a scorer name, a callable ``scorer(estimator, X, y)``, or None
         for the estimator's ``score``. Undefined F1 terms (a class neither predicted
         nor present in a test fold) count as 0, silently, as during a search they
-        occur in many evaluations.
+        occur in many evaluations; so do the warnings of a
+        :class:`~protloc.ThresholdTuner` estimator about labels too rare in a fold
+        (:class:`~protloc.multilabel.UndecidableThresholdWarning`,
+        :class:`~protloc.model_selection.StratificationWarning`).
     cv : int, cross-validation generator or iterable, default=5
         The folds of the fitness. An int means
         :class:`~protloc.model_selection.MultilabelStratifiedKFold` for a 2-D ``y``,
@@ -163,6 +179,26 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         generations.
     n_iter_no_change : int, default=10
         Patience of early stopping, in generations.
+    parsimony : float, default=0.0
+        Preference for fewer blocks. Individuals are ranked (for breeding, elitism,
+        early stopping and the final choice) by their penalised score, ``fitness -
+        parsimony * n_selected_blocks / n_blocks``: with parsimony 0.01, dropping a
+        tenth of the blocks is worth a loss of 0.001 in cross-validated score. 0 ranks
+        by fitness alone (ties still go to fewer blocks). The memoised fitness, the
+        history's "best_score" and ``best_score_`` stay the raw cross-validated score.
+    min_improvement : float or None, default=0.0
+        How much the chosen subset must beat all blocks by. The fitness of all blocks
+        (``all_blocks_score_``) is always computed, on the same folds; when the best
+        subset's penalised score exceeds that of all blocks by ``min_improvement`` or
+        less, the selector keeps all blocks and sets ``improved_`` to False, with a
+        :class:`~protloc.exceptions.SelectionWarning` unless the search's best already
+        was all blocks. On small data sets the best of many subsets often scores above
+        all blocks by chance alone (its cross-validated score is optimistic), so a
+        positive margin guards against some selections that do not generalise; an
+        outer cross-validation remains the real test. None never keeps all blocks in
+        place of the best subset (the plain genetic algorithm of Taormina et al. 2025).
+        The rule applies only when all blocks are a possible individual
+        (``max_blocks`` is None or not below the number of blocks).
     fitness : {"auto", "kernel", "refit"}, default="auto"
         How fitness is computed: "kernel" from summed per-block kernel pieces (an
         error when the estimator does not allow it or memory does not suffice),
@@ -221,11 +257,28 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     block_names_ : ndarray of str
         Names of every block.
     best_score_ : float
-        Fitness of the best individual.
+        Fitness (raw cross-validated score, without the ``parsimony`` penalty) of the
+        selected blocks: the best individual, or all blocks when ``min_improvement``
+        kept them.
+    best_penalised_score_ : float
+        The same, minus ``parsimony * n_selected_blocks / n_blocks``: the value the
+        selection maximised (equal to ``best_score_`` when ``parsimony`` is 0).
+    all_blocks_score_ : float
+        Fitness of all blocks, on the same folds (from the memo when the search met
+        all blocks, else one more cross-validation, not counted in
+        ``n_evaluations_``).
+    improved_ : bool
+        Whether the genetic algorithm's best subset beat all blocks, by penalised
+        score, by more than ``min_improvement`` (more than 0 when it is None). False
+        with ``min_improvement`` set means all blocks were kept (found by the search
+        itself, or in place of its best subset), unless ``max_blocks`` excludes them.
     history_ : dict of ndarray
-        Per generation: "best_score", "mean_score", "std_score" (over the
-        population), "best_individual" (bool array of shape (n_generations,
-        n_blocks)) and "n_evaluations" (cumulative).
+        Per generation: "best_score" (raw fitness of the generation's best
+        individual), "best_penalised_score" (its penalised score, by which it was
+        ranked), "mean_score", "std_score" (raw fitness over the population),
+        "best_individual" (bool array of shape (n_generations, n_blocks)) and
+        "n_evaluations" (cumulative). The history is that of the search: it does not
+        record all blocks kept by ``min_improvement``.
     n_generations_ : int
         Generations run (fewer than ``generations`` after early stopping or a
         callback's stop).
@@ -292,6 +345,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         "max_blocks": [None, Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "parsimony": [Interval(Real, 0, None, closed="left")],
+        "min_improvement": [None, Interval(Real, 0, None, closed="left")],
         "fitness": [StrOptions({"auto", "kernel", "refit"})],
         "max_samples": [
             None,
@@ -320,6 +375,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         max_blocks=None,
         early_stopping=True,
         n_iter_no_change=10,
+        parsimony=0.0,
+        min_improvement=0.0,
         fitness="auto",
         max_samples=None,
         max_memory=None,
@@ -343,6 +400,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         self.max_blocks = max_blocks
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.parsimony = parsimony
+        self.min_improvement = min_improvement
         self.fitness = fitness
         self.max_samples = max_samples
         self.max_memory = max_memory
@@ -412,7 +471,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             else:
                 evaluate = delayed(_kernel_cv_score)
                 context = _kernel_context(X, y, self.blocks_, folds, kernel, temp_folder)
-                estimator = clone(estimator).set_params(kernel="precomputed")
+                estimator = clone(estimator).set_params(**{kernel["param"]: "precomputed"})
             context.update(estimator=estimator, scorer=scorer)
             # libsvm releases the GIL, so threads run kernel-fitness evaluations in
             # parallel without copying anything; refits on columns go to processes.
@@ -421,7 +480,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             # order when they run in threads.
             prefer = None if kernel is None else "threads"
             with warnings.catch_warnings(), Parallel(n_jobs=self.n_jobs, prefer=prefer) as parallel:
-                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                _ignore_search_warnings()
                 fitness = _MemoisedFitness(parallel, evaluate, context)
                 self._search(fitness, checkpoint_key)
         finally:
@@ -452,8 +511,10 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
             if self.fitness == "kernel":
                 raise ValueError(
                     "fitness='kernel' needs an SVC, NuSVC or LabelPowersetSVM with kernel "
-                    f"'linear', 'poly', 'rbf' or 'sigmoid'; got {estimator!r}. Use "
-                    "fitness='auto' or 'refit' for other estimators."
+                    "'linear', 'poly', 'rbf' or 'sigmoid', possibly wrapped in "
+                    "BinaryRelevance or ThresholdTuner (then with a linear kernel or a "
+                    f"gamma other than 'scale'); got {estimator!r}. Use fitness='auto' or "
+                    "'refit' for other estimators."
                 )
             return None
         rows = np.unique(np.concatenate([np.concatenate(f) for f in folds]))
@@ -506,6 +567,8 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 "tournament_size": self.tournament_size,
                 "max_blocks": self.max_blocks,
                 "random_state": seed,
+                # Only when set, so that checkpoints of searches without it stay valid.
+                **({"parsimony": self.parsimony} if self.parsimony else {}),
             },
         )
 
@@ -517,7 +580,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         max_blocks = None if self.max_blocks is None else min(self.max_blocks, n_blocks)
         mutation_rate = 1.0 / n_blocks if self.mutation_rate == "auto" else self.mutation_rate
         (seed,) = seeds(self.random_state, 1)
-        run = _Run(fitness, np.random.default_rng(seed))
+        run = _Run(fitness, np.random.default_rng(seed), self.parsimony)
         cache = (
             None if checkpoint_key is None else DiskCache(cache_folder(self.checkpoint), "genetic")
         )
@@ -540,7 +603,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 population = _ga_ops.next_generation(
                     run.rng,
                     run.population,
-                    run.scores,
+                    run.ranking_scores(),
                     elitism=self.elitism,
                     tournament_size=self.tournament_size,
                     crossover_rate=self.crossover_rate,
@@ -551,7 +614,7 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
                 stop = self._advance(run, population, cache, checkpoint_key, bar)
         finally:
             bar.close()
-        self._set_result(run)
+        self._set_result(run, fitness.score_of(np.ones(n_blocks, dtype=bool)), max_blocks)
 
     def _advance(self, run, population, cache, checkpoint_key, bar):
         """Evaluate the next generation, save it, run the callbacks; True means stop."""
@@ -573,9 +636,46 @@ class GeneticBlockSelector(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         # same score with fewer blocks; rank ties go to the generation that found it first.
         return run.generation - run.best_generation() >= self.n_iter_no_change
 
-    def _set_result(self, run):
+    def _set_result(self, run, all_blocks_score, max_blocks):
         self.history_ = run.history_arrays()
-        self.block_support_, self.best_score_ = run.best()
+        best_individual, best_score = run.best()
+        n_blocks = best_individual.size
+        self.all_blocks_score_ = all_blocks_score
+        best_penalised = float(run.penalised(best_score, best_individual))
+        all_penalised = all_blocks_score - self.parsimony
+        margin = 0.0 if self.min_improvement is None else self.min_improvement
+        # A failed all-blocks evaluation (NaN) is beaten by any subset.
+        self.improved_ = bool(
+            not np.isfinite(all_penalised) or best_penalised - all_penalised > margin
+        )
+        if (
+            self.min_improvement is not None
+            and not self.improved_
+            and max_blocks in (None, n_blocks)
+            # The search's own best being all blocks is no override: nothing to warn.
+            and not best_individual.all()
+        ):
+            scoring = self.scoring if isinstance(self.scoring, str) else "score"
+            penalty = (
+                f" minus parsimony={self.parsimony} x the share of blocks" if self.parsimony else ""
+            )
+            warnings.warn(
+                f"{type(self).__name__} could not beat all blocks by more than "
+                f"min_improvement={self.min_improvement}: its best subset "
+                f"({int(best_individual.sum())} of {n_blocks} blocks) scored "
+                f"{best_penalised:.4f}, all {n_blocks} blocks {all_penalised:.4f} "
+                f"(cross-validated {scoring}{penalty}), so all blocks are "
+                "kept. Pass min_improvement=None to keep the best subset anyway or a "
+                "smaller min_improvement to accept smaller gains, or silence this with "
+                "warnings.filterwarnings('ignore', category=protloc.exceptions."
+                "SelectionWarning).",
+                SelectionWarning,
+                stacklevel=5,
+            )
+            best_individual = np.ones(n_blocks, dtype=bool)
+            best_score, best_penalised = all_blocks_score, all_penalised
+        self.block_support_, self.best_score_ = best_individual, best_score
+        self.best_penalised_score_ = best_penalised
         self.selected_blocks_ = self.block_names_[self.block_support_]
         support = np.zeros(self.n_features_in_, dtype=bool)
         for b in np.flatnonzero(self.block_support_):
@@ -692,13 +792,36 @@ class _MemoisedFitness:
         self.n_evaluations += len(new)
         return np.array([self.memo[key] for key in keys], dtype=np.float64)
 
+    def score_of(self, individual):
+        """Fitness of one individual outside the search: from the memo, else evaluated.
+
+        Neither the memo nor the counters change, so the search's accounting
+        (``n_evaluations + cache_hits == population_size * generations``) and its
+        checkpoints stay those of the search alone.
+        """
+        key = np.packbits(individual).tobytes()
+        if key in self.memo:
+            return float(self.memo[key])
+        (score,) = self.parallel([self.evaluate(individual, **self.context)])
+        return float(score)
+
+
+def _ignore_search_warnings():
+    """Silence, within a ``catch_warnings`` block, what many fitness evaluations warn.
+
+    An F1 term undefined in a test fold, or a label too rare in a fold for a
+    ThresholdTuner's inner folds, are expected in a search over small folds.
+    """
+    for category in (UndefinedMetricWarning, UndecidableThresholdWarning, StratificationWarning):
+        warnings.simplefilter("ignore", category)
+
 
 def _refit_cv_score(mask, *, X, blocks, folds, y, estimator, scorer):
     """Mean cross-validated score of ``estimator`` fitted on the columns of ``mask``."""
     columns = np.sort(np.concatenate([blocks[b] for b in np.flatnonzero(mask)]))
     scores = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        _ignore_search_warnings()
         for train, test in folds:
             fitted = clone(estimator).fit(X[np.ix_(train, columns)], y[train])
             scores.append(scorer(fitted, X[np.ix_(test, columns)], y[test]))
@@ -713,7 +836,7 @@ def _kernel_cv_score(mask, *, pieces, moments, widths, folds, kernel, estimator,
     model = clone(estimator)
     scores = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        _ignore_search_warnings()
         for (train, test, y_train, y_test), fold_moments in zip(folds, moments):
             gamma = _kernels.resolve_gamma(kernel["gamma"], fold_moments, mask, n_features)
             shape = dict(gamma=gamma, degree=kernel["degree"], coef0=kernel["coef0"])
@@ -758,17 +881,32 @@ def _kernel_context(X, y, blocks, folds, kernel, temp_folder):
 
 
 def _precomputable_kernel(estimator):
-    """Kernel parameters of an SVM that accepts kernel="precomputed", else None."""
+    """Kernel parameters of an SVM that accepts kernel="precomputed", else None.
+
+    The SVM may be wrapped in BinaryRelevance and ThresholdTuner: they fit it on rows
+    of the same matrix, which they slice as a kernel (pairwise tag). "param" is the
+    ``set_params`` name of its kernel.
+    """
+    prefix, inner_folds = "", False
+    while isinstance(estimator, (ThresholdTuner, BinaryRelevance)):
+        inner_folds = inner_folds or isinstance(estimator, ThresholdTuner)
+        estimator, prefix = estimator.estimator, prefix + "estimator__"
     if not isinstance(estimator, (SVC, NuSVC, LabelPowersetSVM)):
         return None
     params = estimator.get_params(deep=False)
     if params.get("kernel") not in _kernels.PIECE_KIND:
         return None
+    gamma = params.get("gamma", "scale")
+    if inner_folds and params["kernel"] != "linear" and gamma == "scale":
+        # gamma="scale" depends on the training rows, and a ThresholdTuner's inner folds
+        # train on fewer rows than the fold whose kernel would be precomputed.
+        return None
     return {
         "kernel": params["kernel"],
-        "gamma": params.get("gamma", "scale"),
+        "gamma": gamma,
         "degree": params.get("degree", 3),
         "coef0": params.get("coef0", 0.0),
+        "param": prefix + "kernel",
     }
 
 
@@ -778,19 +916,29 @@ def _precomputable_kernel(estimator):
 class _Run:
     """State of one search: the current generation, its history, the generator and memo."""
 
-    def __init__(self, fitness, rng):
+    def __init__(self, fitness, rng, parsimony=0.0):
         self.fitness = fitness
         self.rng = rng
+        self.parsimony = parsimony
         self.generation = -1
         self.population = None
         self.scores = None
         self.history = {key: [] for key in _HISTORY_KEYS}
 
+    def penalised(self, scores, individuals):
+        """Scores minus ``parsimony`` times the share of blocks: what the search ranks by."""
+        individuals = np.asarray(individuals, dtype=bool)
+        return scores - self.parsimony * individuals.sum(axis=-1) / individuals.shape[-1]
+
+    def ranking_scores(self):
+        """The current generation's penalised scores, for breeding the next one."""
+        return self.penalised(self.scores, self.population)
+
     def evaluate(self, population):
         self.generation += 1
         self.population = population
         self.scores = self.fitness(population)
-        best = np.argmin(_ga_ops.rank(self.scores, population))
+        best = np.argmin(_ga_ops.rank(self.ranking_scores(), population))
         finite = self.scores[np.isfinite(self.scores)]
         self.history["best_score"].append(float(self.scores[best]))
         self.history["mean_score"].append(float(finite.mean()) if finite.size else np.nan)
@@ -799,16 +947,22 @@ class _Run:
         self.history["n_evaluations"].append(self.fitness.n_evaluations)
 
     def history_arrays(self):
-        return {
+        arrays = {
             key: np.asarray(self.history[key], dtype=dtype)
             for key, dtype in zip(_HISTORY_KEYS, _HISTORY_DTYPES)
         }
+        # Derived rather than stored, so checkpoints keep their layout.
+        arrays["best_penalised_score"] = self.penalised(
+            arrays["best_score"], arrays["best_individual"]
+        )
+        return arrays
 
     def best_generation(self):
-        """Generation that first found the best individual: best score, then fewer blocks."""
+        """Generation that first found the best individual: best penalised score, then
+        fewer blocks."""
         individuals = np.asarray(self.history["best_individual"], dtype=bool)
         scores = np.asarray(self.history["best_score"], dtype=np.float64)
-        return int(np.argmin(_ga_ops.rank(scores, individuals)))
+        return int(np.argmin(_ga_ops.rank(self.penalised(scores, individuals), individuals)))
 
     def best(self):
         """Best individual of all generations and its score."""
