@@ -99,7 +99,7 @@ def parse_args(argv=None):
         choices=["mean", "max"],
         help="how the cells of an image are pooled into its row (one block per pooling)",
     )
-    parser.add_argument("--layer", default="pooled", choices=["pooled", "logits"])
+    parser.add_argument("--layer", default="pooled", choices=["pooled", "logits", "stages"])
     parser.add_argument(
         "--image-size", type=int, default=None, help="CNN input side for whole images"
     )

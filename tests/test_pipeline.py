@@ -147,8 +147,12 @@ def test_presets_and_explicit_arguments():
     assert default.steps[-1][0] == "thresholdtuner"
     assert isinstance(params["thresholdtuner__estimator"], BinaryRelevance)
     assert params["thresholdtuner__estimator__estimator__kernel"] == "linear"
-    assert params["features__image__layer"] == PRESETS["default"]["layer"] == "pooled"
-    assert params["geneticblockselector__min_improvement"] == 0.0
+    assert params["features__image__layer"] == PRESETS["default"]["layer"] == "stages"
+    assert (
+        params["geneticblockselector__min_improvement"]
+        == PRESETS["default"]["selector_min_improvement"]
+        == 0.05
+    )
 
     # An explicit argument always wins over the preset.
     mixed = make_t25_pipeline(
@@ -158,14 +162,14 @@ def test_presets_and_explicit_arguments():
         classifier="br-logistic",
         thresholds=True,
         selector_parsimony=0.01,
-        selector_min_improvement=0.05,
+        selector_min_improvement=0.1,
     )
     params = mixed.get_params()
     assert params["features__image__layer"] == "pooled"
     assert params["features__cell__cnnfeatureextractor__cell_pooling"] == "max"
     assert isinstance(mixed.steps[-1][1], ThresholdTuner)
     assert params["geneticblockselector__parsimony"] == 0.01
-    assert params["geneticblockselector__min_improvement"] == 0.05
+    assert params["geneticblockselector__min_improvement"] == 0.1
     off = make_t25_pipeline(selector_min_improvement=None)
     assert off.get_params()["geneticblockselector__min_improvement"] is None
     assert (

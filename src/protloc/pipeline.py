@@ -29,11 +29,11 @@ _LEVELS = ("image", "cell", "both")
 #: configuration chosen by the nested cross-validation in docs/results.md.
 PRESETS = {
     "default": {
-        "layer": "pooled",
+        "layer": "stages",
         "cell_pooling": ("mean",),
         "selector": True,
         "selector_parsimony": 0.0,
-        "selector_min_improvement": 0.0,
+        "selector_min_improvement": 0.05,
         "classifier": "br-linear-svm",
         "thresholds": True,
     },
@@ -153,11 +153,11 @@ def make_t25_pipeline(
     ============================  =====================  =====================
     parameter                     ``"default"``          ``"paper"``
     ============================  =====================  =====================
-    ``layer``                     ``"pooled"``           ``"logits"``
+    ``layer``                     ``"stages"``           ``"logits"``
     ``cell_pooling``              ``("mean",)``          ``("mean",)``
     ``selector``                  True                   True
     ``selector_parsimony``        0.0                    0.0
-    ``selector_min_improvement``  0.0                    None (plain GA)
+    ``selector_min_improvement``  0.05                   None (plain GA)
     ``classifier``                ``"br-linear-svm"``    ``"lp-svm"``
     ``thresholds``                True                   False
     ============================  =====================  =====================
