@@ -4,18 +4,29 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory):
-    """A test_efficientnet state dict (.safetensors) with reproducible non-trivial weights."""
+def random_weights_file(tmp_path_factory, backbone, seed):
+    """A timm ``backbone``'s state dict (.safetensors) with reproducible random weights."""
     import timm
     from safetensors.torch import save_file
 
     from protloc.features._weights import init_random_
 
-    model = init_random_(timm.create_model("test_efficientnet"), seed=7)
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.safetensors"
+    model = init_random_(timm.create_model(backbone), seed=seed)
+    path = tmp_path_factory.mktemp("weights") / f"{backbone}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A test_efficientnet state dict (.safetensors) with reproducible non-trivial weights."""
+    return random_weights_file(tmp_path_factory, "test_efficientnet", seed=7)
+
+
+@pytest.fixture(scope="session")
+def lite0(tmp_path_factory):
+    """tf_efficientnet_lite0 with reproducible random weights, as a .safetensors file."""
+    return random_weights_file(tmp_path_factory, "tf_efficientnet_lite0", seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -13,20 +13,6 @@ LITE0_STAGES = (16, 24, 40, 112, 320)  # channels of tf_efficientnet_lite0's fea
 
 
 @pytest.fixture(scope="module")
-def lite0(tmp_path_factory):
-    """tf_efficientnet_lite0 with reproducible random weights, as a .safetensors file."""
-    import timm
-    from safetensors.torch import save_file
-
-    from protloc.features._weights import init_random_
-
-    model = init_random_(timm.create_model("tf_efficientnet_lite0"), seed=3)
-    path = tmp_path_factory.mktemp("weights") / "tf_efficientnet_lite0.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def pixels():
     """Three 40x48 2-channel uint8 images (not square, so turns change their shape)."""
     return np.random.default_rng(0).integers(0, 256, (3, 40, 48, 2), dtype=np.uint8)
